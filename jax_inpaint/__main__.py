@@ -1,0 +1,3 @@
+from jax_inpaint.cli import main
+
+main(prog_name="jax-inpaint")
