@@ -1,0 +1,196 @@
+"""Pure kernels of StyleGAN2, channels last (NHWC, weights HWIO).
+
+Numerically these follow NVIDIA's stylegan2-ada-pytorch ops (`upfirdn2d`, `bias_act`, `conv2d_resample`,
+`modulated_conv2d`), written for XLA:
+  * FIR filters are separable 1-D taps applied as a few shifted multiply-adds per axis, which XLA fuses
+    into one elementwise pass (no depthwise convolution);
+  * modulated convolutions scale the activations rather than the weights (one shared-weight convolution
+    for the whole batch), so they batch and vmap without grouped convolutions.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+Array = jax.Array
+
+LRELU_ALPHA = 0.2
+_ACT_GAIN = {"linear": 1.0, "lrelu": float(np.sqrt(2.0)), "relu": float(np.sqrt(2.0))}
+_DN = ("NHWC", "HWIO", "NHWC")
+
+
+def fir_taps(taps: Sequence[float]) -> np.ndarray:
+    """Normalised 1-D FIR taps (sum 1). [1,3,3,1] is the StyleGAN2 filter: its outer product / 64 is
+    the 4x4 `resample_filter` buffer of NVIDIA's checkpoints."""
+    f = np.asarray(taps, dtype=np.float64)
+    if f.ndim != 1 or f.size == 0:
+        raise ValueError(f"expected 1-D filter taps, got shape {f.shape}")
+    return (f / f.sum()).astype(np.float32)
+
+
+def act_gain(act: str) -> float:
+    return _ACT_GAIN[act]
+
+
+def bias_act(x: Array, b: Array | None = None, act: str = "linear", gain: float | None = None,
+             clamp: float | None = None) -> Array:
+    """x + b (over the last axis), activation, times gain, clamped to [-clamp, clamp]."""
+    if b is not None:
+        x = x + b.astype(x.dtype)
+    if act == "lrelu":
+        x = jnp.where(x >= 0, x, x * LRELU_ALPHA)
+    elif act == "relu":
+        x = jnp.maximum(x, 0)
+    elif act != "linear":
+        raise ValueError(f"unknown activation {act!r}")
+    gain = _ACT_GAIN[act] if gain is None else gain
+    if gain != 1:
+        x = x * gain
+    if clamp is not None:
+        x = jnp.clip(x, -clamp, clamp)
+    return x
+
+
+def _fir_axis(x: Array, f: np.ndarray, axis: int, up: int, down: int, pad0: int, pad1: int,
+              gain: float) -> Array:
+    """upfirdn along one axis: zero-insert `up`, pad (negative = crop), convolve with f, keep every `down`."""
+    if up > 1:
+        n = x.shape[axis]
+        x = jnp.expand_dims(x, axis + 1)
+        widths = [(0, 0)] * x.ndim
+        widths[axis + 1] = (0, up - 1)
+        x = jnp.pad(x, widths)
+        x = x.reshape(x.shape[:axis] + (n * up,) + x.shape[axis + 2:])
+    widths = [(0, 0)] * x.ndim
+    widths[axis] = (max(pad0, 0), max(pad1, 0))
+    x = jnp.pad(x, widths)
+    if pad0 < 0 or pad1 < 0:
+        x = lax.slice_in_dim(x, max(-pad0, 0), x.shape[axis] - max(-pad1, 0), axis=axis)
+    taps = f[::-1] * gain  # convolution, not correlation (NVIDIA's flip_filter=False)
+    out_len = x.shape[axis] - len(taps) + 1
+    y = None
+    for t, c in enumerate(taps):
+        term = lax.slice_in_dim(x, t, t + out_len, axis=axis) * jnp.asarray(c, x.dtype)
+        y = term if y is None else y + term
+    if down > 1:
+        y = lax.slice_in_dim(y, 0, out_len, stride=down, axis=axis)
+    return y
+
+
+def upfirdn2d(x: Array, f: np.ndarray, up: int = 1, down: int = 1, padding: tuple[int, int] = (0, 0),
+              gain: float = 1.0) -> Array:
+    """Upsample, pad, FIR-filter, downsample an NHWC batch, with the same separable 1-D filter on H and W.
+
+    `padding` = (before, after), in up-sampled pixels, on both axes; `gain` scales the 2-D result.
+    """
+    g = float(np.sqrt(gain))
+    x = _fir_axis(x, f, 1, up, down, padding[0], padding[1], g)
+    return _fir_axis(x, f, 2, up, down, padding[0], padding[1], g)
+
+
+def upsample2d(x: Array, f: np.ndarray, up: int = 2) -> Array:
+    """[N,H,W,C] -> [N,H*up,W*up,C] with the FIR filter (NVIDIA's `upsample2d`)."""
+    fw = len(f)
+    return upfirdn2d(x, f, up=up, padding=((fw + up - 1) // 2, (fw - up) // 2), gain=up * up)
+
+
+def downsample2d(x: Array, f: np.ndarray, down: int = 2) -> Array:
+    """[N,H,W,C] -> [N,H/down,W/down,C] with the FIR filter (NVIDIA's `downsample2d`)."""
+    fw = len(f)
+    return upfirdn2d(x, f, down=down, padding=((fw - down + 1) // 2, (fw - down) // 2))
+
+
+def conv2d(x: Array, w: Array, stride: int = 1, padding: int = 0) -> Array:
+    """Cross-correlation (PyTorch's conv2d) of NHWC x with an HWIO kernel."""
+    return lax.conv_general_dilated(x, w.astype(x.dtype), (stride, stride), [(padding, padding)] * 2,
+                                    dimension_numbers=_DN)
+
+
+def conv_transpose2d(x: Array, w: Array, stride: int = 2, padding: int = 0) -> Array:
+    """PyTorch's conv_transpose2d(x, W', stride, padding) where W' = w seen as [in, out, kh, kw].
+
+    `w` is HWIO with I = channels of x: the transposed convolution is a correlation of the
+    zero-dilated input with the spatially flipped kernel.
+    """
+    kh, kw = w.shape[:2]
+    return lax.conv_general_dilated(x, w[::-1, ::-1].astype(x.dtype), (1, 1),
+                                    [(kh - 1 - padding, kh - 1 - padding), (kw - 1 - padding, kw - 1 - padding)],
+                                    lhs_dilation=(stride, stride), dimension_numbers=_DN)
+
+
+def conv2d_resample(x: Array, w: Array, f: np.ndarray | None = None, up: int = 1, down: int = 1,
+                    padding: int = 0) -> Array:
+    """Convolution with optional FIR up- or down-sampling by 2, as NVIDIA's `conv2d_resample`.
+
+    x: [N,H,W,I], w: [k,k,I,O] (a correlation kernel, NVIDIA's `flip_weight=True` convention for
+    up == 1 and the stored, unflipped weight of `flip_weight=False` layers for up > 1).
+    """
+    k = w.shape[0]
+    if up == 1 and down == 1:
+        return conv2d(x, w, padding=padding)
+    fw = len(f)
+    if up > 1 and down > 1:
+        raise ValueError("up- and down-sampling at once is not used by StyleGAN2")
+    if down > 1:
+        p0 = padding + (fw - down + 1) // 2
+        p1 = padding + (fw - down) // 2
+        if k == 1:  # filter + decimate first, then the 1x1 convolution
+            return conv2d(upfirdn2d(x, f, down=down, padding=(p0, p1)), w)
+        return conv2d(upfirdn2d(x, f, padding=(p0, p1)), w, stride=down)
+    p0 = padding + (fw + up - 1) // 2
+    p1 = padding + (fw - up) // 2
+    if k == 1:  # 1x1 convolution first, then up-sample
+        return upfirdn2d(conv2d(x, w), f, up=up, padding=(p0, p1), gain=up * up)
+    p0 -= k - 1
+    p1 -= k - up
+    pt = max(min(-p0, -p1), 0)
+    x = conv_transpose2d(x, w, stride=up, padding=pt)
+    return upfirdn2d(x, f, padding=(p0 + pt, p1 + pt), gain=up * up)
+
+
+def modulated_conv2d(x: Array, weight: Array, styles: Array, noise: Array | None = None, up: int = 1,
+                     padding: int = 0, f: np.ndarray | None = None, demodulate: bool = True) -> Array:
+    """StyleGAN2's modulated (and demodulated) convolution.
+
+    x: [N,H,W,I]; weight: [k,k,I,O]; styles: [N,I]; noise: broadcastable to the output [N,H',W',O].
+    Equivalent to scaling the weight per sample by `styles`, normalising each output filter to unit
+    norm (demodulation), and convolving; computed as scale-activations / convolve / scale-outputs.
+    """
+    dtype = x.dtype
+    x = x * styles.astype(dtype)[:, None, None, :]
+    x = conv2d_resample(x, weight.astype(dtype), f=f, up=up, padding=padding)
+    if demodulate:
+        w32 = weight.astype(jnp.float32)
+        s32 = styles.astype(jnp.float32)
+        dcoefs = lax.rsqrt(jnp.square(s32) @ jnp.sum(jnp.square(w32), axis=(0, 1)) + 1e-8)  # [N, O]
+        x = x * dcoefs.astype(dtype)[:, None, None, :]
+    if noise is not None:
+        x = x + noise.astype(dtype)
+    return x
+
+
+def normalize_2nd_moment(x: Array, axis: int = -1, eps: float = 1e-8) -> Array:
+    return x * lax.rsqrt(jnp.mean(jnp.square(x), axis=axis, keepdims=True) + eps)
+
+
+def minibatch_std(x: Array, group_size: int | None = 4, num_channels: int = 1) -> Array:
+    """Append the minibatch standard deviation as extra channels (NVIDIA's MinibatchStdLayer).
+
+    x: [N,H,W,C]. Sample i belongs to group i % (N // G), as in the official reshape.
+    """
+    n, h, w, c = x.shape
+    g = min(group_size, n) if group_size is not None else n
+    if n % g:
+        raise ValueError(f"batch size {n} is not a multiple of the minibatch-std group size {g}")
+    fch = num_channels
+    y = x.reshape(g, n // g, h, w, fch, c // fch).astype(jnp.float32)
+    y = y - jnp.mean(y, axis=0)
+    y = jnp.sqrt(jnp.mean(jnp.square(y), axis=0) + 1e-8)  # [n, H, W, F, c]
+    y = jnp.mean(y, axis=(1, 2, 4))  # [n, F]
+    y = jnp.tile(y, (g, 1))[:, None, None, :]  # [N, 1, 1, F]
+    y = jnp.broadcast_to(y, (n, h, w, fch)).astype(x.dtype)
+    return jnp.concatenate([x, y], axis=-1)
