@@ -592,7 +592,11 @@ class Generator:
     @property
     def noise_const(self) -> dict[str, Array]:
         """The checkpoint's fixed noise, {'b64.conv1': [64, 64], ...}."""
-        syn = self.buffers.get("synthesis", {})
+        return self.noise_const_of(self.variables)
+
+    def noise_const_of(self, variables: Mapping) -> dict[str, Array]:
+        """The fixed noise held in `variables` (for use inside jit, where variables are arguments)."""
+        syn = variables["buffers"].get("synthesis", {})
         return {name: syn[name.split(".")[0]][name.split(".")[1]]["noise_const"] for name in self.config.noise_shapes}
 
     @property

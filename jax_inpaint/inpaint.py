@@ -1,0 +1,392 @@
+"""`inpaint()`: a photo, a hole and a StyleGAN2 -> K diverse completions, with metrics and pictures."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+from typing import Any, Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from PIL import Image
+
+from jax_inpaint import images
+from jax_inpaint.errors import InputError
+from jax_inpaint.objective import Constraints, Models, Objective, masked_mse
+from jax_inpaint.recipe import InpaintConfig, load_config
+from jax_inpaint.search import SearchResult, batches, default_batch, get_search, w_statistics
+
+
+# ---------------------------------------------------------------------------------------------
+# Inputs.
+
+@dataclasses.dataclass
+class Inputs:
+    target: np.ndarray  # [R, R, 3] float32 in [-1, 1]
+    hole: np.ndarray  # [R, R] bool, True = missing
+    notices: list[str]
+
+
+def _is_preset(spec: str) -> bool:
+    return spec in ("center", "left", "right", "top", "bottom") or spec.startswith("rect:")
+
+
+def load_mask(mask, shape: tuple[int, int], *, invert: bool = False) -> np.ndarray:
+    """A mask file (white = hole), a preset ('center', 'left', 'rect:x,y,w,h', ...) or a bool array,
+    as a bool [H, W] hole mask of the image's shape."""
+    if isinstance(mask, (str, os.PathLike)):
+        spec = os.fspath(mask)
+        if os.path.exists(spec) or not _is_preset(spec):
+            gray = images.read_gray(spec)
+            if gray.shape != tuple(shape):
+                raise InputError(f"{spec}: the mask is {gray.shape[1]}x{gray.shape[0]} pixels, the image "
+                                 f"{shape[1]}x{shape[0]}: they must match")
+            hole = gray >= 128
+        else:
+            from jax_inpaint.masks import preset_mask
+            hole = preset_mask(spec, shape)
+    else:
+        hole = np.asarray(mask)
+        if hole.shape != tuple(shape):
+            raise InputError(f"mask of shape {hole.shape} does not match the image ({shape})")
+        hole = hole.astype(bool) if hole.dtype == bool else hole > 0.5
+    return ~hole if invert else hole
+
+
+def prepare_inputs(image, mask, resolution: int, *, invert_mask: bool = False) -> Inputs:
+    """Read/convert the image and mask and bring both to the generator's resolution."""
+    notices = []
+    if isinstance(image, (str, os.PathLike)):
+        img = images.read_rgb(image)
+    else:  # uint8 [H,W(,C)], or float [H,W(,C)] in [-1, 1] used without quantisation
+        img = np.asarray(image)
+        if img.ndim == 2:
+            img = np.repeat(img[..., None], 3, -1)
+        if img.ndim != 3 or img.shape[-1] not in (1, 3, 4):
+            raise InputError(f"image array must be [H, W, 3], got {img.shape}")
+        img = np.repeat(img, 3, -1) if img.shape[-1] == 1 else img[..., :3]
+    h, w = img.shape[:2]
+    hole = load_mask(mask, (h, w), invert=invert_mask)
+    if (h, w) != (resolution, resolution):
+        s = min(h, w)
+        top, left = (h - s) // 2, (w - s) // 2
+        notices.append(f"the image is {w}x{h}: centre-cropped to {s}x{s} and resized to the generator's "
+                       f"{resolution}x{resolution} (Lanczos; the mask: nearest)")
+        if img.dtype != np.uint8:
+            img = images.to_uint8(img)
+        img = images.center_crop_resize(img, resolution)
+        m = Image.fromarray(hole[top:top + s, left:left + s].astype(np.uint8) * 255)
+        hole = np.asarray(m.resize((resolution, resolution), Image.NEAREST)) >= 128
+    if not hole.any():
+        raise InputError("the mask has no hole (no white pixels): nothing to fill "
+                         "(use --invert-mask if black marks the hole)")
+    if hole.all():
+        raise InputError("the hole covers the whole image: no known pixels to match")
+    target = images.to_float(img) if img.dtype == np.uint8 else img.astype(np.float32)
+    return Inputs(target, hole, notices)
+
+
+# ---------------------------------------------------------------------------------------------
+# Results.
+
+@dataclasses.dataclass
+class InpaintResult:
+    seeds: list[int]  # the seeds that finished (NaN seeds are dropped)
+    dropped: list[int]  # seeds whose loss became NaN/inf
+    target: np.ndarray  # [R,R,3] in [-1,1]
+    hole: np.ndarray  # [R,R] bool
+    completions: np.ndarray  # [K,R,R,3] in [-1,1]: known pixels pasted back, feathered seam
+    raw: np.ndarray  # [K,R,R,3]: the generator's own output
+    ws: np.ndarray  # [K,num_ws,w_dim]
+    noise: dict[str, np.ndarray] | None  # {name: [K,H,W]}
+    history: dict[str, np.ndarray]  # 'loss' and each term: [steps, K]
+    metrics: dict
+    config: InpaintConfig
+    notices: list[str]
+
+
+def feather_alpha(hole: np.ndarray, width: float) -> np.ndarray:
+    """Weight of the known pixels [R,R]: 0 in the hole, rising to 1 over `width` pixels outside it."""
+    known = (~hole).astype(np.float32)
+    if width <= 0:
+        return known
+    from scipy.ndimage import distance_transform_edt
+    dist = distance_transform_edt(known)  # distance of each known pixel to the nearest hole pixel
+    return np.clip(dist / (width + 1.0), 0.0, 1.0).astype(np.float32) * known
+
+
+def composite(raw: np.ndarray, target: np.ndarray, hole: np.ndarray, feather: float) -> np.ndarray:
+    a = feather_alpha(hole, feather)[..., None]
+    return a * target + (1 - a) * raw
+
+
+def _psnr(mse):
+    return float(10 * np.log10(4.0 / max(float(mse), 1e-12)))  # data range 2 ([-1, 1])
+
+
+def compute_metrics(objective: Objective, frozen, res: SearchResult, raw: np.ndarray, comp: np.ndarray,
+                    target: np.ndarray, hole: np.ndarray) -> dict:
+    """Per seed: losses, known-region PSNR and LPIPS, CLIP similarity and attribute probabilities
+    with constraint success; across seeds: diversity (mean pairwise LPIPS inside the hole)."""
+    m, cfg, cons = objective.models, objective.cfg, objective.constraints
+    known = jnp.asarray(~hole, jnp.float32)
+    raw_j, comp_j, tgt = jnp.asarray(raw), jnp.asarray(comp), jnp.asarray(target)[None]
+    per_seed = []
+    lp_known = lp_div = None
+    if m.lpips is not None:
+        lp_known = np.asarray(m.lpips.masked_input_distance(m.lpips.params, raw_j, jnp.broadcast_to(tgt, raw_j.shape),
+                                                            jnp.broadcast_to(known, raw_j.shape[:3])))
+    probs = sims = base_sims = None
+    if m.classifier is not None:
+        probs = np.asarray(jax.nn.sigmoid(m.classifier.logits(m.classifier.params, comp_j)))
+    if cons.prompts:
+        sims = np.asarray(objective.clip_similarity(frozen, comp_j))
+        fill = np.where(hole[..., None], target[~hole].mean(axis=0), target)  # the photo with a neutral hole
+        base_sims = np.asarray(objective.clip_similarity(frozen, jnp.asarray(fill)[None]))[0]
+    for i, seed in enumerate(res.seeds):
+        step = int(res.best_step[i])
+        entry: dict[str, Any] = {"seed": int(seed), "best_step": step, "best_loss": float(res.best_loss[i]),
+                                 "terms": {k: float(v[step, i]) for k, v in res.history.items() if k != "loss"},
+                                 "known_psnr": _psnr(masked_mse(raw_j[i:i + 1], tgt, known)),
+                                 "known_mse": float(masked_mse(raw_j[i:i + 1], tgt, known))}
+        if lp_known is not None:
+            entry["known_lpips"] = float(lp_known[i])
+        constraints = {}
+        if probs is not None:
+            labels = list(m.classifier.labels)
+            entry["attributes"] = {lab: float(probs[i, j]) for j, lab in enumerate(labels)}
+            for name, target_p in cons.attributes:
+                p = probs[i, labels.index(name)]
+                constraints[f"{name}={target_p:g}"] = bool(p >= 0.5) if target_p >= 0.5 else bool(p < 0.5)
+        if sims is not None:
+            entry["clip_similarity"] = {p: float(sims[i, j]) for j, (p, _) in enumerate(cons.prompts)}
+            for j, (p, _) in enumerate(cons.prompts):
+                constraints[f"clip:{p}"] = bool(sims[i, j] > base_sims[j])
+        if constraints:
+            entry["constraints_met"] = constraints
+        per_seed.append(entry)
+    out: dict[str, Any] = {"seeds": per_seed, "hole_ratio": float(hole.mean())}
+    if m.lpips is not None and len(res.seeds) > 1:
+        hole_known = jnp.asarray(hole, jnp.float32)
+        k = len(res.seeds)
+        ii, jj = np.triu_indices(k, 1)
+        d = m.lpips.masked_input_distance(m.lpips.params, comp_j[ii], comp_j[jj],
+                                          jnp.broadcast_to(hole_known, (len(ii),) + hole.shape))
+        out["diversity_hole_lpips"] = float(np.mean(np.asarray(d)))
+    if cons.prompts:
+        out["clip_similarity_input"] = {p: float(base_sims[j]) for j, (p, _) in enumerate(cons.prompts)}
+    if per_seed and any("constraints_met" in e for e in per_seed):
+        met = [all(e["constraints_met"].values()) for e in per_seed]
+        out["constraint_success_rate"] = float(np.mean(met))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# The library function.
+
+def _load(obj, loader):
+    return loader(obj) if isinstance(obj, (str, os.PathLike)) else obj
+
+
+def inpaint(image, mask, generator, *, seeds: Sequence[int] = tuple(range(8)), config: str | None = None,
+            prompts: Sequence[str | tuple[str, float]] | None = None, attributes: Mapping[str, float] | None = None,
+            clip=None, classifier=None, discriminator=None, lpips_model=None, class_idx: int | None = None,
+            invert_mask: bool = False, progress: bool = True, **options) -> InpaintResult:
+    """Fill the hole of `image` K = len(seeds) ways by searching the generator's latent space.
+
+    image: a path, or uint8 / [-1,1] float HWC array; mask: a path (white = hole), a preset
+    ('center', 'left', 'right', 'top', 'bottom', 'rect:x,y,w,h') or a bool array (True = hole);
+    generator: a Generator or a model folder (clip, classifier likewise). `config` is a YAML file or a
+    preset name (default, nvidia, fast); `options` override single InpaintConfig fields.
+    """
+    from jax_inpaint.stylegan2 import load_discriminator, load_generator
+
+    cfg = config if isinstance(config, InpaintConfig) else load_config(config, **options)
+    if isinstance(config, InpaintConfig) and options:
+        cfg = cfg.replace(**{k: v for k, v in options.items() if v is not None})
+    seeds = [int(s) for s in seeds]
+    if not seeds:
+        raise InputError("no seeds given")
+    if len(set(seeds)) != len(seeds):
+        raise InputError("seeds must be distinct")
+    G = _load(generator, load_generator)
+    inputs = prepare_inputs(image, mask, G.img_resolution, invert_mask=invert_mask)
+    constraints = Constraints.make(attributes, prompts)
+    c = None
+    if G.c_dim:
+        from jax_inpaint.generate import class_vector
+        c = class_vector(G, class_idx, 1)[0]
+    elif class_idx is not None:
+        raise InputError("--class given, but the generator is not conditional")
+    if lpips_model is None and cfg.lpips > 0:
+        from jax_inpaint.lpips import load_lpips
+        lpips_model = load_lpips()
+    if constraints.prompts and clip is None:
+        raise InputError("prompts need a CLIP model folder (--clip)")
+    if constraints.attributes and classifier is None:
+        raise InputError("attribute targets need a classifier folder (--classifier)")
+    if cfg.realism > 0 and discriminator is None:
+        if not isinstance(generator, (str, os.PathLike)):
+            raise InputError("the realism term needs the discriminator: pass discriminator=")
+        discriminator = generator  # the converted folder holds D beside G
+    models = Models(G=G, lpips=lpips_model,
+                    clip=None if clip is None else _load(clip, _loader("clip", "load_clip")),
+                    classifier=None if classifier is None else _load(classifier, _loader("vit", "load_classifier")),
+                    D=None if cfg.realism <= 0 else _load(discriminator, load_discriminator))
+    objective = Objective(models, cfg, constraints, c)
+    frozen = objective.frozen()
+    _, w_std = w_statistics(G)
+    target = jnp.asarray(inputs.target)
+    known = jnp.asarray(~inputs.hole, jnp.float32)
+    batch = default_batch(len(seeds), cfg)
+    search = get_search(objective, batch)
+    parts = []
+    bar = _progress_bar(progress, cfg.steps * len(batches(seeds, batch)), len(seeds))
+    try:
+        for group in batches(seeds, batch):
+            parts.append(search.run(group, frozen, target, known, w_std,
+                                    progress=None if bar is None else _bar_update(bar)))
+    finally:
+        if bar is not None:
+            bar.close()
+    res = _merge(parts)
+    dropped = [s for s, a in zip(res.seeds, res.alive) if not a]
+    if dropped and len(dropped) == len(res.seeds):
+        raise InputError(f"every seed's loss became NaN/inf (seeds {dropped}); try a lower learning rate")
+    keep = np.asarray(res.alive, bool)
+    res = _select(res, keep)
+    raw = np.asarray(jax.jit(jax.vmap(lambda ws, nz: G.synthesize(frozen["G"], ws[None], nz)[0]))(
+        jnp.asarray(res.ws), _noise_arrays(res.noise)))
+    comp = composite(raw, inputs.target, inputs.hole, cfg.feather)
+    metrics = compute_metrics(objective, frozen, res, raw, comp, inputs.target, inputs.hole)
+    if dropped:
+        metrics["dropped_seeds"] = dropped
+    metrics["config"] = dataclasses.asdict(cfg)
+    return InpaintResult(res.seeds, dropped, inputs.target, inputs.hole, comp, raw, res.ws, res.noise, res.history,
+                         metrics, cfg, inputs.notices)
+
+
+def _loader(module: str, fn: str):
+    def load(path):
+        import importlib
+        return getattr(importlib.import_module(f"jax_inpaint.{module}"), fn)(path)
+    return load
+
+
+def _noise_arrays(noise):
+    return {n: jnp.asarray(v) for n, v in noise.items()} if noise else None
+
+
+def _merge(parts: list[SearchResult]) -> SearchResult:
+    if len(parts) == 1:
+        return parts[0]
+    cat = np.concatenate
+    noise = None if parts[0].noise is None else {k: cat([p.noise[k] for p in parts]) for k in parts[0].noise}
+    return SearchResult(sum((p.seeds for p in parts), []), cat([p.ws for p in parts]), noise,
+                        cat([p.best_loss for p in parts]), cat([p.best_step for p in parts]),
+                        cat([p.alive for p in parts]),
+                        {k: cat([p.history[k] for p in parts], axis=1) for k in parts[0].history})
+
+
+def _select(res: SearchResult, keep: np.ndarray) -> SearchResult:
+    noise = None if res.noise is None else {k: v[keep] for k, v in res.noise.items()}
+    return SearchResult([s for s, k in zip(res.seeds, keep) if k], res.ws[keep], noise, res.best_loss[keep],
+                        res.best_step[keep], res.alive[keep], {k: v[:, keep] for k, v in res.history.items()})
+
+
+def _progress_bar(enabled: bool, total: int, k: int):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+    return tqdm(total=total, desc=f"inpainting ({k} seeds)", unit="step", dynamic_ncols=True)
+
+
+def _bar_update(bar):
+    def update(n, losses):
+        finite = losses[np.isfinite(losses)]
+        bar.set_postfix(loss=f"{finite.mean():.4g}" if finite.size else "nan")
+        bar.update(n)
+    return update
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing the results.
+
+def masked_preview(target: np.ndarray, hole: np.ndarray) -> np.ndarray:
+    """The input with its hole drawn as a grey checkerboard (uint8)."""
+    img = images.to_uint8(target).copy()
+    yy, xx = np.mgrid[: hole.shape[0], : hole.shape[1]]
+    cell = max(2, hole.shape[0] // 16)
+    checker = np.where(((yy // cell + xx // cell) % 2)[..., None] == 0, 150, 200).astype(np.uint8)
+    img[hole] = np.repeat(checker, 3, -1)[hole]
+    return img
+
+
+def plot_losses(history: Mapping[str, np.ndarray], seeds: Sequence[int], path: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [k for k in history if k != "loss"]
+    fig, axes = plt.subplots(1, 1 + len(names), figsize=(4 * (1 + len(names)), 3.2), squeeze=False)
+    for ax, name in zip(axes[0], ["loss"] + names):
+        h = history[name]
+        for i, s in enumerate(seeds):
+            ax.plot(np.arange(1, h.shape[0] + 1), h[:, i], lw=1, label=f"seed {s}")
+        ax.set_title(name)
+        ax.set_xlabel("step")
+        if np.all(h[np.isfinite(h)] > 0):
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+    if len(seeds) <= 10:
+        axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    tmp = path + ".tmp.png"
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def save_result(result: InpaintResult, out: str) -> dict[str, str]:
+    """Write completion_<seed>.png, raw_<seed>.png, grid.png, latents.npz, loss.png, metrics.json."""
+    os.makedirs(out, exist_ok=True)
+    written = {}
+    for i, s in enumerate(result.seeds):
+        for kind, arr in (("completion", result.completions[i]), ("raw", result.raw[i])):
+            p = os.path.join(out, f"{kind}_{s}.png")
+            images.save_png(p, arr)
+            written[f"{kind}_{s}"] = p
+    tiles = [images.to_uint8(result.target), masked_preview(result.target, result.hole)]
+    tiles += [images.to_uint8(c) for c in result.completions]
+    labels = ["input", "masked"] + [f"seed {s}" for s in result.seeds]
+    grid = images.image_grid(tiles, ncols=min(len(tiles), 6), labels=labels if result.target.shape[0] >= 48 else None)
+    written["grid"] = os.path.join(out, "grid.png")
+    images.save_png(written["grid"], grid)
+    lat = {"ws": result.ws.astype(np.float32), "seeds": np.asarray(result.seeds, np.int64)}
+    for k, v in (result.noise or {}).items():
+        lat[f"noise/{k}"] = np.asarray(v, np.float32)
+    written["latents"] = os.path.join(out, "latents.npz")
+    tmp = written["latents"] + ".tmp.npz"
+    np.savez(tmp, **lat)
+    os.replace(tmp, written["latents"])
+    written["loss"] = os.path.join(out, "loss.png")
+    plot_losses(result.history, result.seeds, written["loss"])
+    written["metrics"] = os.path.join(out, "metrics.json")
+    tmp = written["metrics"] + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(result.metrics, f, indent=1)
+    os.replace(tmp, written["metrics"])
+    return written
+
+
+def parse_attributes(specs: Sequence[str]) -> dict[str, float]:
+    """['Smiling=1', 'Eyeglasses=0'] -> {'Smiling': 1.0, 'Eyeglasses': 0.0}."""
+    out = {}
+    for spec in specs:
+        m = re.fullmatch(r"\s*([A-Za-z0-9_]+)\s*=\s*([0-9.]+)\s*", spec)
+        if not m:
+            raise InputError(f"--attribute {spec!r}: expected NAME=VALUE, e.g. Smiling=1")
+        out[m.group(1)] = float(m.group(2))
+    return out

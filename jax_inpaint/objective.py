@@ -1,0 +1,255 @@
+"""The inpainting objective: masked reconstruction terms plus optional semantic and prior terms.
+
+Every term is a pure function of one seed's image (unbatched callers are vmapped by the search).
+Images are NHWC in [-1, 1] with N = 1; `known` is [H, W] with 1 = known pixel (the study's M).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jax_inpaint.errors import InputError
+from jax_inpaint.recipe import InpaintConfig
+
+Array = jax.Array
+
+
+# ---------------------------------------------------------------------------------------------
+# Terms.
+
+def masked_mse(img: Array, target: Array, known: Array) -> Array:
+    """Mean squared error over the known pixels (and channels). img, target: [N,H,W,C]; known: [H,W]."""
+    k = known[None, :, :, None]
+    return jnp.sum(k * jnp.square(img - target)) / (jnp.sum(k) * img.shape[0] * img.shape[-1])
+
+
+def area_downsample(x: Array, size: int) -> Array:
+    """[N,H,W,C] -> [N,size,size,C] by averaging factor x factor boxes (H = W = size * factor)."""
+    n, h, w, c = x.shape
+    if h == size:
+        return x
+    f = h // size
+    if h != size * f or w != size * f:
+        raise ValueError(f"cannot area-resize {h}x{w} to {size}x{size}")
+    return x.reshape(n, size, f, size, f, c).mean(axis=(2, 4))
+
+
+def noise_regularization(noise: Mapping[str, Array]) -> Array:
+    """NVIDIA's projector regulariser: squared spatial autocorrelations of every noise map, at every
+    scale down to 8x8 (maps [H, W])."""
+    reg = 0.0
+    for v in noise.values():
+        n = v
+        while True:
+            reg = reg + jnp.mean(n * jnp.roll(n, 1, axis=1)) ** 2 + jnp.mean(n * jnp.roll(n, 1, axis=0)) ** 2
+            if n.shape[0] <= 8:
+                break
+            n = n.reshape(n.shape[0] // 2, 2, n.shape[1] // 2, 2).mean(axis=(1, 3))
+    return reg
+
+
+def normalize_noise(noise: Mapping[str, Array]) -> dict[str, Array]:
+    """Zero mean, unit second moment per map (NVIDIA's renormalisation after every step)."""
+    out = {}
+    for k, v in noise.items():
+        v = v - jnp.mean(v)
+        out[k] = v * jax.lax.rsqrt(jnp.mean(jnp.square(v)))
+    return out
+
+
+def bce_with_logits(logits: Array, target: Array) -> Array:
+    """Binary cross-entropy of sigmoid(logits) against targets in [0, 1], elementwise."""
+    return jax.nn.softplus(logits) - target * logits
+
+
+def attribute_loss(logits: Array, targets: Array, kind: str, epsilon: float) -> Array:
+    """Mean over attributes of BCE, max(BCE, eps) or log(exp(BCE) + exp(eps)). logits, targets: [A]."""
+    bce = bce_with_logits(logits, targets)
+    if kind == "bce":
+        per = bce
+    elif kind == "margin":
+        per = jnp.maximum(bce, epsilon)
+    elif kind == "lse":
+        per = jnp.logaddexp(bce, epsilon)
+    else:
+        raise ValueError(kind)
+    return jnp.mean(per)
+
+
+def cosine(a: Array, b: Array) -> Array:
+    """Cosine similarity of rows: a [N, D], b [P, D] -> [N, P]."""
+    a = a / jnp.linalg.norm(a, axis=-1, keepdims=True)
+    b = b / jnp.linalg.norm(b, axis=-1, keepdims=True)
+    return a @ b.T
+
+
+# ---------------------------------------------------------------------------------------------
+# The objective.
+
+@dataclasses.dataclass
+class Models:
+    """The networks an objective may use; each perception model is optional."""
+
+    G: Any
+    lpips: Any = None
+    clip: Any = None
+    classifier: Any = None
+    D: Any = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Constraints:
+    """What the semantic terms ask for: attribute targets (by classifier label) and CLIP prompts."""
+
+    attributes: tuple[tuple[str, float], ...] = ()
+    prompts: tuple[tuple[str, float], ...] = ()
+
+    @staticmethod
+    def make(attributes: Mapping[str, float] | Sequence[tuple[str, float]] | None = None,
+             prompts: Sequence[str | tuple[str, float]] | None = None) -> "Constraints":
+        attrs = tuple((str(k), float(v)) for k, v in (dict(attributes or {})).items())
+        for name, v in attrs:
+            if not 0.0 <= v <= 1.0:
+                raise InputError(f"attribute target {name}={v}: targets are probabilities in [0, 1]")
+        ps = tuple((p, 1.0) if isinstance(p, str) else (str(p[0]), float(p[1])) for p in (prompts or ()))
+        return Constraints(attrs, ps)
+
+
+class Objective:
+    """Builds the per-seed loss. `frozen` (the weights and constants) is passed into the compiled
+    search as an argument, so new images, prompts or targets reuse the compiled program."""
+
+    def __init__(self, models: Models, cfg: InpaintConfig, constraints: Constraints = Constraints(),
+                 c: Array | None = None):
+        self.models, self.cfg, self.constraints = models, cfg, constraints
+        m = models
+        if cfg.lpips > 0 and m.lpips is None:
+            raise InputError("the LPIPS term needs the LPIPS model")
+        if constraints.attributes and m.classifier is None:
+            raise InputError("attribute targets need an attribute classifier (--classifier)")
+        if constraints.prompts and m.clip is None:
+            raise InputError("prompts need a CLIP model (--clip)")
+        if cfg.realism > 0 and m.D is None:
+            raise InputError("the realism term needs a discriminator (convert a checkpoint that has one)")
+        self.attr_index = ()
+        if constraints.attributes:
+            labels = list(m.classifier.labels)
+            missing = [n for n, _ in constraints.attributes if n not in labels]
+            if missing:
+                raise InputError(f"unknown attributes {missing}; the classifier knows: {', '.join(labels)}")
+            self.attr_index = tuple(labels.index(n) for n, _ in constraints.attributes)
+        self.c = c
+
+    @property
+    def spec(self) -> tuple:
+        """What the compiled program depends on besides array shapes (the compile-cache key)."""
+        m = self.models
+
+        def cfg_of(x):
+            return None if x is None else (type(x).__name__, getattr(x, "config", None))
+
+        return (m.G.config, str(m.G.module.dtype), self.cfg, cfg_of(m.lpips) if self.cfg.lpips > 0 else None,
+                cfg_of(m.clip) if self.constraints.prompts else None,
+                cfg_of(m.classifier) if self.constraints.attributes else None,
+                cfg_of(m.D) if self.cfg.realism > 0 else None, self.attr_index, len(self.constraints.prompts),
+                self.c is not None)
+
+    def frozen(self) -> dict:
+        """Weights and constants, as a pytree of arrays."""
+        m = self.models
+        out = {"G": m.G.variables}
+        if self.cfg.lpips > 0:
+            out["lpips"] = m.lpips.params
+        if self.constraints.attributes:
+            out["classifier"] = m.classifier.params
+            out["attr_targets"] = jnp.asarray([v for _, v in self.constraints.attributes], jnp.float32)
+        if self.constraints.prompts:
+            out["clip"] = m.clip.params
+            ids = m.clip.tokenize([p for p, _ in self.constraints.prompts])
+            out["text_embeds"] = m.clip.encode_text(m.clip.params, ids)
+            out["prompt_weights"] = jnp.asarray([w for _, w in self.constraints.prompts], jnp.float32)
+        if self.cfg.realism > 0:
+            out["D"] = m.D.params
+        if self.c is not None:
+            out["c"] = jnp.asarray(self.c, jnp.float32).reshape(1, -1)
+        return out
+
+    # Pieces shared by the loss and the final metrics -------------------------------------------
+    def lpips_masked(self, params, img: Array, target: Array, known: Array) -> Array:
+        """Masked LPIPS of [N,H,W,3] images against target [1 or N,H,W,3] -> [N]."""
+        cfg, lp = self.cfg, self.models.lpips
+        size = img.shape[1]
+        known_n = jnp.broadcast_to(known, (img.shape[0],) + known.shape)[..., None]
+        target = jnp.broadcast_to(target, img.shape)
+        if cfg.lpips_resize and size > cfg.lpips_resize:
+            img, target = area_downsample(img, cfg.lpips_resize), area_downsample(target, cfg.lpips_resize)
+            known_n = area_downsample(known_n, cfg.lpips_resize)
+        if cfg.lpips_mask == "input":
+            return lp.masked_input_distance(params, img, target, known_n[..., 0])
+        return lp.masked_feature_distance(params, img, target, known_n[..., 0])
+
+    def attribute_logits(self, frozen, img: Array) -> Array:
+        """[N,H,W,3] -> logits of the constrained attributes [N, A]."""
+        logits = self.models.classifier.logits(frozen["classifier"], img)
+        return logits[:, jnp.asarray(self.attr_index)]
+
+    def clip_similarity(self, frozen, img: Array) -> Array:
+        """[N,H,W,3] -> cosine similarity to each prompt [N, P]."""
+        emb = self.models.clip.encode_image(frozen["clip"], img)
+        return cosine(emb, frozen["text_embeds"])
+
+    # The loss -----------------------------------------------------------------------------------
+    def terms(self, frozen, ws: Array, noise, target: Array, known: Array) -> dict[str, Array]:
+        """Unweighted terms for ONE seed: ws [num_ws, w_dim], noise {name: [H, W]}, target [H,W,3], known [H,W]."""
+        cfg, m = self.cfg, self.models
+        img = m.G.synthesize(frozen["G"], ws[None], None if noise is None else
+                             {k: v[None] for k, v in noise.items()})  # [1,H,W,3]
+        tgt = target[None]
+        composite = known[None, :, :, None] * tgt + (1 - known[None, :, :, None]) * img
+        t = {"mse": masked_mse(img, tgt, known)}
+        if cfg.lpips > 0:
+            t["lpips"] = self.lpips_masked(frozen["lpips"], img, tgt, known)[0]
+        if cfg.noise == "optimize" and cfg.noise_reg > 0:
+            t["noise_reg"] = noise_regularization(noise)
+        if cfg.w_avg_reg > 0:
+            t["w_avg_reg"] = jnp.mean(jnp.square(ws - frozen["G"]["buffers"]["w_avg"]))
+        if cfg.realism > 0:
+            t["realism"] = jax.nn.softplus(-m.D.logits(frozen["D"], img, frozen.get("c")))[0, 0]
+        if self.constraints.attributes:
+            logits = self.attribute_logits(frozen, composite)[0]
+            t["attributes"] = attribute_loss(logits, frozen["attr_targets"], cfg.attr_loss, cfg.attr_epsilon)
+        if self.constraints.prompts:
+            sim = self.clip_similarity(frozen, composite)[0]
+            w = frozen["prompt_weights"]
+            t["clip"] = jnp.sum(w * (1.0 - sim)) / jnp.sum(w)
+        return t
+
+    def weights(self) -> dict[str, float]:
+        cfg = self.cfg
+        return {"mse": cfg.mse, "lpips": cfg.lpips, "noise_reg": cfg.noise_reg, "w_avg_reg": cfg.w_avg_reg,
+                "realism": cfg.realism, "attributes": cfg.attr_weight, "clip": cfg.clip_weight}
+
+    def loss(self, frozen, ws, noise, target, known) -> tuple[Array, dict[str, Array]]:
+        t = self.terms(frozen, ws, noise, target, known)
+        w = self.weights()
+        return sum(w[k] * v for k, v in t.items()), t
+
+
+def term_names(objective: Objective) -> list[str]:
+    """Names of the terms `objective.terms` returns, in order (without running it)."""
+    cfg, c = objective.cfg, objective.constraints
+    names = ["mse"] + (["lpips"] if cfg.lpips > 0 else [])
+    names += ["noise_reg"] if cfg.noise == "optimize" and cfg.noise_reg > 0 else []
+    names += ["w_avg_reg"] if cfg.w_avg_reg > 0 else []
+    names += ["realism"] if cfg.realism > 0 else []
+    names += ["attributes"] if c.attributes else []
+    names += ["clip"] if c.prompts else []
+    return names
+
+
+def as_numpy_tree(tree) -> Any:
+    return jax.tree.map(np.asarray, tree)
