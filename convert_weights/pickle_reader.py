@@ -13,8 +13,8 @@ Formats, as told by `sniff_format` from the first bytes of the file:
 * ``'torch-legacy'``: a pickle whose first value is torch's magic number: ``torch.save(...,
   _use_new_zipfile_serialization=False)`` and every torch < 1.6. Five pickles (magic, protocol
   1001, sys-info, the object, the storage keys), then per storage an int64 count and raw data.
-* ``'nvidia-pkl'``: a pickle (protocol 2-5) whose start mentions ``torch_utils.persistence``:
-  NVIDIA stylegan2-ada / stylegan3 training snapshots. Tensors live in the pickle itself as
+* ``'nvidia-pkl'``: a pickle (protocol 2-5) whose first 4 MiB mention ``torch_utils.persistence``:
+  NVIDIA stylegan2-ada training snapshots (``network-snapshot-*.pkl``). Tensors live in the pickle itself as
   ``torch.storage._load_from_bytes`` blobs (each a small torch-legacy file). The Python source
   embedded in each persistent object (``module_src``) is dropped unread: never executed,
   compiled or written anywhere.
@@ -235,8 +235,8 @@ class _EasyDict(dict):
 class PersistentModule:
     """What NVIDIA's ``torch_utils.persistence`` would rebuild, kept as data (no code is run).
 
-    class_name:  the class name stored in the pickle, e.g. 'Generator' (the pickle stores only the
-                 bare name and the module's source text, not a module path).
+    class_name:  e.g. 'training.networks.Generator' (see PERSISTENT_CLASSES: the pickle itself
+                 stores the bare 'Generator' and the module's source text, no module path).
     init_kwargs: the constructor kwargs (EasyDicts -> plain dicts, recursively).
     state_dict:  name -> array, flattened like torch.nn.Module.state_dict(): own parameters (not
                  None), own persistent buffers, then children, '.'-joined, in that order.
@@ -249,13 +249,17 @@ class PersistentModule:
         return f"PersistentModule({self.class_name!r}, {len(self.state_dict)} tensors)"
 
 
-# Classes of stylegan2-ada-pytorch (training/networks.py, training/augment.py) and stylegan3
-# (training/networks_stylegan2.py, networks_stylegan3.py). Other persistent classes are refused.
-KNOWN_PERSISTENT_CLASSES = frozenset({
-    "Generator", "MappingNetwork", "SynthesisNetwork", "SynthesisBlock", "SynthesisLayer", "ToRGBLayer",
-    "FullyConnectedLayer", "Conv2dLayer", "Discriminator", "DiscriminatorBlock", "DiscriminatorEpilogue",
-    "MinibatchStdLayer", "AugmentPipe", "SynthesisInput",
-})
+# The persistent classes of stylegan2-ada-pytorch (stylegan3's training/networks_stylegan2.py has
+# the same ones), by the bare name the pickle stores -> the qualified name we report. A pickle
+# keeps no module path (only the module's source text), so the path is the one these classes
+# have in stylegan2-ada-pytorch. Other persistent classes are refused.
+PERSISTENT_CLASSES = {
+    **{name: f"training.networks.{name}" for name in [
+        "Generator", "MappingNetwork", "SynthesisNetwork", "SynthesisBlock", "SynthesisLayer", "ToRGBLayer",
+        "FullyConnectedLayer", "Conv2dLayer", "Discriminator", "DiscriminatorBlock", "DiscriminatorEpilogue",
+        "MinibatchStdLayer"]},
+    "AugmentPipe": "training.augment.AugmentPipe",
+}
 
 
 def _reconstruct_persistent_obj(meta):
@@ -269,10 +273,11 @@ def _reconstruct_persistent_obj(meta):
     class_name, state = meta.get("class_name"), meta.get("state")
     if not isinstance(class_name, str) or not isinstance(state, dict):
         raise _Corrupt("malformed torch_utils.persistence object (class_name / state)")
-    if class_name not in KNOWN_PERSISTENT_CLASSES:
+    if class_name not in PERSISTENT_CLASSES:
         raise _Refused(f"the persistent class {class_name!r} (a torch_utils.persistence object "
                        f"that is not a known NVIDIA network class)")
-    return PersistentModule(class_name=class_name, init_kwargs=_plain(state.get("_init_kwargs") or {}),
+    return PersistentModule(class_name=PERSISTENT_CLASSES[class_name],
+                            init_kwargs=_plain(state.get("_init_kwargs") or {}),
                             state_dict=_module_state_dict(class_name, state))
 
 
@@ -373,7 +378,7 @@ class _Unpickler(pickle._Unpickler):
     """Python's pure unpickler with every object-creating path restricted to a table of stand-ins.
 
     find_class: only table entries. REDUCE / INST / OBJ: only callables of the table.
-    NEWOBJ(_EX): only _NEWOBJ_TYPES, without arguments. BUILD: only _BUILD_TYPES.
+    NEWOBJ(_EX): only _NEWOBJ_TYPES, without arguments. BUILD: only _BUILD_TYPES. EXT*: refused.
     """
     dispatch = dict(pickle._Unpickler.dispatch)
 
@@ -401,6 +406,9 @@ class _Unpickler(pickle._Unpickler):
         if not isinstance(args, tuple):
             raise _Corrupt("call arguments are not a tuple")
         return func(*args)
+
+    def get_extension(self, code):   # EXT1/2/4: copyreg's registry and cache would bypass find_class
+        raise _Refused(f"the extension code {code} (copyreg registry)")
 
     def _load_reduce(self):
         args = self.stack.pop()
@@ -590,16 +598,21 @@ def _reading(path):
             f"this reader (checkpoints are read as data; nothing from the file was run)") from None
     except _Corrupt as e:
         raise CheckpointFormatError(f"{path}: {e}") from None
+    except EOFError:
+        raise CheckpointFormatError(f"{path}: truncated: the file ends in the middle of a pickle") from None
     except FileNotFoundError:
         raise CheckpointFormatError(f"{path}: no such file") from None
     except IsADirectoryError:
         raise CheckpointFormatError(f"{path}: is a directory, not a checkpoint file") from None
+    except OSError as e:
+        raise CheckpointFormatError(f"{path}: cannot be read ({e.strerror or e})") from None
     except Exception as e:   # noqa: BLE001 -- a corrupt file can raise anything from the parsers
         detail = str(e).splitlines()[0][:200] if str(e) else ""
         raise CheckpointFormatError(
             f"{path}: corrupt or truncated checkpoint ({type(e).__name__}{': ' if detail else ''}{detail})") from e
 
 
+FORMATS = ("nvidia-pkl", "torch-zip", "torch-legacy", "npz", "safetensors", "pickle")
 _HEAD = 1 << 22   # sniff_format looks for NVIDIA's persistence module in the first 4 MiB
 
 
@@ -664,7 +677,7 @@ def load_torch(path) -> Any:
             with open(path, "rb") as f:
                 return _unpickle(f, TORCH_GLOBALS)
     other = "load_network_pickle" if fmt == "nvidia-pkl" else "load_state_dict"
-    raise CheckpointFormatError(f"{path}: is a {fmt} file, not a torch.save file (read it with {other})")
+    raise CheckpointFormatError(f"{path}: this is a {fmt!r} file, not a torch.save file (read it with {other})")
 
 
 def load_network_pickle(path) -> dict:
@@ -677,7 +690,7 @@ def load_network_pickle(path) -> dict:
     path = os.fspath(path)
     fmt = sniff_format(path)
     if fmt not in ("nvidia-pkl", "pickle"):
-        raise CheckpointFormatError(f"{path}: is a {fmt} file, not an NVIDIA network pickle")
+        raise CheckpointFormatError(f"{path}: this is a {fmt!r} file, not an NVIDIA network pickle")
     with _reading(path):
         with open(path, "rb") as f:
             obj = _unpickle(f, NETWORK_PICKLE_GLOBALS)
@@ -703,10 +716,13 @@ def _load_safetensors(path: str) -> dict[str, np.ndarray]:
     for name, info in header.items():
         if name == "__metadata__":
             continue
-        dtype = np.dtype(_SAFETENSORS_DTYPES.get(info.get("dtype"), np.void))
+        if info.get("dtype") not in _SAFETENSORS_DTYPES:
+            raise _Corrupt(f"tensor {name}: unsupported dtype {info.get('dtype')!r:.20}")
+        dtype = np.dtype(_SAFETENSORS_DTYPES[info["dtype"]])
         shape, (begin, end) = _int_tuple(info["shape"], "shape"), info["data_offsets"]
-        if dtype.kind == "V" or not 0 <= begin <= end <= data.size or end - begin != math.prod(shape) * dtype.itemsize:
-            raise _Corrupt(f"tensor {name}: bad dtype {info.get('dtype')!r} or data offsets (truncated?)")
+        if not 0 <= begin <= end <= data.size or end - begin != math.prod(shape) * dtype.itemsize:
+            raise _Corrupt(f"tensor {name}: data offsets {begin}..{end} do not fit its shape and the file "
+                           "(truncated?)")
         out[name] = np.array(data[begin:end]).view(dtype).reshape(shape)
     return out
 

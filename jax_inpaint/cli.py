@@ -119,5 +119,223 @@ def generate(generator, seeds, truncation_psi, trunc_cutoff, class_idx, noise_mo
     click.echo(f"wrote {len(res['images'])} images and grid.png to {out}")
 
 
+# ---------------------------------------------------------------------------------------------
+# Inpainting.
+
+def config_options(fn):
+    """One CLI option per InpaintConfig field (help and default from the dataclass: one source)."""
+    import dataclasses
+
+    from jax_inpaint.recipe import _CHOICES, InpaintConfig, field_help
+
+    helps = field_help()
+    for f in reversed(dataclasses.fields(InpaintConfig)):
+        kind = click.Choice(_CHOICES[f.name]) if f.name in _CHOICES else type(f.default)
+        fn = click.option(f"--{f.name.replace('_', '-')}", f.name, type=kind, default=None,
+                          help=f"{helps.get(f.name, '')} [default: {f.default}]")(fn)
+    return fn
+
+
+def inpaint_inputs(fn):
+    """Options shared by inpaint, evaluate and inpaint-batch."""
+    opts = [
+        click.option("--generator", "-g", required=True,
+                     help="Model folder from `convert stylegan2`, or a shipped model name (demo-faces)."),
+        click.option("--seeds", type=SEEDS, default="0-7", help="Seeds of the K completions, e.g. '0-7' or '1,5,9'."),
+        click.option("--config", "config", default=None,
+                     help="YAML file or preset name in configs/ (default, nvidia, fast); options given here override it."),
+        click.option("--class", "class_idx", type=int, default=None, help="Class index (conditional generators)."),
+        click.option("--prompt", "prompts", multiple=True,
+                     help="Text the hole should match (CLIP); repeatable; 'TEXT::WEIGHT' sets a weight."),
+        click.option("--clip", "clip", default=None, help="CLIP model folder from `convert clip` (for --prompt)."),
+        click.option("--attribute", "attributes", multiple=True,
+                     help="Attribute target NAME=P (e.g. Smiling=1); repeatable; needs --classifier."),
+        click.option("--classifier", default=None,
+                     help="Attribute classifier folder from `convert classifier`, or a shipped name (demo-faces)."),
+    ]
+    fn = config_options(fn)
+    for o in reversed(opts):
+        fn = o(fn)
+    return fn
+
+
+def parse_prompts(prompts):
+    out = []
+    for p in prompts:
+        text, sep, weight = p.rpartition("::")
+        if sep:
+            try:
+                out.append((text, float(weight)))
+            except ValueError:
+                raise click.BadParameter(f"{p!r}: the weight after '::' must be a number", param_hint="--prompt")
+        else:
+            out.append((p, 1.0))
+    return out
+
+
+@main.command()
+@click.argument("image", type=click.Path(dir_okay=False))
+@click.option("--mask", "-m", required=True,
+              help="Mask image (white = hole), or a preset: center, left, right, top, bottom, rect:x,y,w,h.")
+@click.option("--invert-mask", is_flag=True, help="Black marks the hole instead of white.")
+@inpaint_inputs
+@click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Output folder.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def inpaint(image, mask, invert_mask, generator, seeds, config, class_idx, prompts, clip, attributes, classifier,
+            out, quiet, **options):
+    """Fill the hole of IMAGE K ways (one per seed) and write completions, grid, latents, loss plot, metrics.
+
+    \b
+    Example:
+      jax-inpaint inpaint face.png --mask center --generator ffhq256 --seeds 0-7 --out out/
+      jax-inpaint inpaint face.png --mask mouth.png --generator ffhq256 \\
+          --attribute Smiling=1 --classifier celeba-vit --attr-loss margin --out smiling/
+    """
+    from jax_inpaint.inpaint import inpaint as run, parse_attributes, save_result
+
+    result = run(image, mask, generator, seeds=seeds, config=config, prompts=parse_prompts(prompts),
+                 attributes=parse_attributes(attributes), clip=clip, classifier=classifier, class_idx=class_idx,
+                 invert_mask=invert_mask, progress=not quiet, **options)
+    for n in result.notices:
+        click.echo(f"note: {n}", err=True)
+    if result.dropped:
+        click.echo(f"warning: seeds {result.dropped} diverged (NaN loss) and were dropped", err=True)
+    written = save_result(result, out)
+    m = result.metrics
+    click.echo(f"{len(result.seeds)} completions in {out} (grid: {written['grid']})")
+    for e in m["seeds"]:
+        extra = "".join(f"  {k}: {'met' if v else 'NOT met'}" for k, v in e.get("constraints_met", {}).items())
+        click.echo(f"  seed {e['seed']}: loss {e['best_loss']:.4g}  known PSNR {e['known_psnr']:.2f} dB{extra}")
+    if "diversity_hole_lpips" in m:
+        click.echo(f"  diversity (mean pairwise LPIPS in the hole): {m['diversity_hole_lpips']:.4f}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Masks: the families and hole-ratio buckets used to compare inpainting methods.
+
+from jax_inpaint.masks import FAMILIES as MASK_FAMILIES  # noqa: E402  (numpy only: cheap to import)
+
+
+class SizeType(click.ParamType):
+    """'256' (square) or 'WIDTHxHEIGHT' ('320x256') -> (height, width)."""
+    name = "SIZE"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        m = re.fullmatch(r"\s*(\d+)\s*(?:[xX]\s*(\d+)\s*)?", str(value))
+        if not m:
+            self.fail(f"{value!r} is not a size such as '256' or '320x256' (width x height)", param, ctx)
+        w = int(m.group(1))
+        return (int(m.group(2) or w), w)
+
+
+@main.command("masks")
+@click.option("--family", "-f", required=True, type=click.Choice(("all",) + MASK_FAMILIES),
+              help="Mask family; 'all' writes <family>.png into the folder --out for every family that can "
+                   "reach the ratio's bucket.")
+@click.option("--ratio", "-r", type=click.FloatRange(0, 1, min_open=True), default=0.3,
+              help="Target hole ratio; the mask lands in its CoModGAN bucket ([0,0.2], (0.2,0.4], ...), "
+                   "as close to it as the family allows.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, help="Seed of the random families.")
+@click.option("--size", type=SizeType(), default="256", help="Mask size: '256' or WIDTHxHEIGHT such as '320x256'.")
+@click.option("--out", "-o", required=True, type=click.Path(),
+              help="PNG to write (white = hole); a folder with --family all.")
+def masks_cmd(family, ratio, seed, size, out):
+    """Write a hole mask of a benchmark family and print its hole ratio and bucket.
+
+    \b
+    Families: center, boxes, half, strokes-thin/-medium/-thick, lines (ratio 0.5 only), sr (0.75,
+    0.889, ...), expand, and FFHQ-aligned face regions eyes, nose, mouth (ratio <= 0.2 only).
+    Example:
+      jax-inpaint masks --family strokes-thick --ratio 0.3 --seed 0 --size 256 --out m.png
+      jax-inpaint masks --family all --ratio 0.5 --out masks/
+    """
+    from jax_inpaint.masks import bucket_label, write_masks
+
+    for e in write_masks(family, ratio, seed=seed, size=size, out=out):
+        if "skipped" in e:
+            click.echo(f"skipped {e['family']}: it {e['skipped']}")
+        else:
+            click.echo(f"wrote {e['path']}: {e['family']}, hole ratio {e['ratio']:.4f}, "
+                       f"bucket {e['bucket']} {bucket_label(e['bucket'])}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Perception models: CLIP and attribute-classifier conversion, scoring images.
+
+@convert.command("clip")
+@click.argument("src", type=click.Path())
+@click.argument("dest", type=click.Path(file_okay=False))
+@click.option("--tokenizer", type=click.Path(file_okay=False), default=None,
+              help="Folder with the CLIP tokenizer files (vocab.json + merges.txt, e.g. any Hugging Face CLIP "
+                   "checkpoint); needed for an OpenAI-named file, which has none. Its preprocessor_config.json "
+                   "is used too when present.")
+@click.option("--config", "config", type=click.Path(dir_okay=False), default=None,
+              help="For an OpenAI-named file: a Hugging Face CLIP config.json describing it (instead of reading "
+                   "the architecture from the tensor shapes).")
+@click.option("--vision-heads", type=click.IntRange(min=1), default=None,
+              help="For an OpenAI-named file: attention heads of the image tower [default: width / 64].")
+@click.option("--text-heads", type=click.IntRange(min=1), default=None,
+              help="For an OpenAI-named file: attention heads of the text tower [default: width / 64].")
+@click.option("--hidden-act", default=None,
+              help="For an OpenAI-named file: MLP activation, quick_gelu (OpenAI) or gelu (most open_clip "
+                   "LAION models) [default: quick_gelu].")
+@click.option("--overwrite", is_flag=True, help="Replace DEST if it exists.")
+def convert_clip_cmd(src, dest, tokenizer, config, vision_heads, text_heads, hidden_act, overwrite):
+    """Convert a CLIP checkpoint SRC into the model folder DEST.
+
+    SRC: a Hugging Face CLIPModel folder (config.json + model.safetensors or pytorch_model.bin; its
+    tokenizer files go into DEST), or one state-dict file with OpenAI / open_clip names
+    (.safetensors, .pt, .bin, .npz) together with --tokenizer DIR.
+    """
+    from convert_weights.clip import convert_clip
+
+    out = convert_clip(src, dest, tokenizer=tokenizer, config=config, vision_heads=vision_heads,
+                       text_heads=text_heads, hidden_act=hidden_act, overwrite=overwrite)
+    click.echo(f"wrote {out}")
+
+
+@convert.command("classifier")
+@click.argument("src", type=click.Path())
+@click.argument("dest", type=click.Path(file_okay=False))
+@click.option("--overwrite", is_flag=True, help="Replace DEST if it exists.")
+def convert_classifier_cmd(src, dest, overwrite):
+    """Convert a Hugging Face ViTForImageClassification folder SRC into the model folder DEST.
+
+    Labels come from its config.json (id2label), the input mean/std from preprocessor_config.json.
+    """
+    from convert_weights.vit import convert_classifier
+
+    out = convert_classifier(src, dest, overwrite=overwrite)
+    click.echo(f"wrote {out}")
+
+
+@main.command("score")
+@click.argument("images", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--clip", default=None, help="CLIP model folder from `convert clip` (with --prompt).")
+@click.option("--prompt", "prompts", multiple=True, help="Text to compare every image with (CLIP cosine similarity); "
+                                                         "repeatable.")
+@click.option("--classifier", default=None,
+              help="Attribute classifier folder from `convert classifier` (or a shipped name): probabilities.")
+@click.option("--reference", type=click.Path(dir_okay=False), default=None,
+              help="Image of the same size: LPIPS (VGG16) distance of every image to it.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
+              help="Also write the scores to this JSON file.")
+def score_cmd(images, clip, prompts, classifier, reference, json_path):
+    """Score IMAGES: CLIP similarity to prompts, attribute probabilities, LPIPS to a reference.
+
+    Images at a model's input size are used as they are; others go through the model's own
+    (differentiable) resize and crop.
+    """
+    from jax_inpaint.score import format_table, score_images, write_json
+
+    scores = score_images(images, clip=clip, prompts=prompts, classifier=classifier, reference=reference)
+    click.echo(format_table(scores, reference))
+    if json_path:
+        write_json(json_path, scores)
+        click.echo(f"wrote {json_path}")
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -36,7 +36,7 @@ class InpaintConfig:
     init: str = "w_avg"
     """Start at 'w_avg' plus per-seed jitter, or at a mapped random 'z' (truncated by init_trunc)."""
     init_jitter: float = 0.3
-    """Std of the per-seed jitter added to w_avg, in units of the spread of mapped w (w_std)."""
+    """Std of the per-seed jitter added to w_avg, in units of w_std (the per-channel spread of mapped w)."""
     init_trunc: float = 0.7
     """Truncation psi of the mapped z used by init='z'."""
     noise: str = "random"
@@ -53,7 +53,7 @@ class InpaintConfig:
     lr_rampdown: float = 0.25
     """nvidia: fraction of the run spent in the cosine ramp-down."""
     w_noise: float = 0.0
-    """Std of the noise added to w at step 0, in units of w_std, decaying to 0 (NVIDIA's projector: 0.05)."""
+    """Std of the noise added to w at step 0, in units of w_std, decaying to 0 (NVIDIA's projector: 0.05 x sqrt(w_dim))."""
     w_noise_ramp: float = 0.75
     """Fraction of the run over which the w noise decays to zero."""
     # The objective.

