@@ -174,7 +174,7 @@ def _brow_rgb(spec: FaceSpec) -> RGB:
 def _lip_rgb(spec: FaceSpec) -> RGB:
     if spec.lipstick:
         return LIPSTICKS[spec.lipstick]
-    return _mix(_scale(skin_rgb(spec.skin_tone), 0.66), (150, 48, 62), 0.36)
+    return _mix(_scale(skin_rgb(spec.skin_tone), 0.62), (150, 48, 62), 0.32)
 
 
 def _colour_from(u, prefix: str, sat=(0.1, 0.55), val=(0.25, 0.95)) -> RGB:
@@ -622,7 +622,7 @@ def _draw_mouth(cv: _Canvas, g: _Geometry, spec: FaceSpec) -> None:
     """Lips, and the opening with the upper teeth; everything inside FACE_REGIONS['mouth']."""
     cx, my = g.cx, g.my
     lip = _lip_rgb(spec)
-    dark_lip = _scale(lip, 0.45)
+    dark_lip = _scale(lip, 0.4)
     inside, teeth = (70, 22, 28), (244, 242, 232)
     t = _lin(-1.0, 1.0, 21)
     lens = (1 - t ** 2) ** 0.5                  # lip thickness profile, 0 at the corners
@@ -640,7 +640,7 @@ def _draw_mouth(cv: _Canvas, g: _Geometry, spec: FaceSpec) -> None:
             line = my + 0.012 - 0.048 * t ** 2
             cv.poly(_band(x, line - 0.009 * lens, line), lip)
             cv.poly(_band(x, line, line + 0.022 * lens), lip)
-            cv.line(_pts(x, line), dark_lip, 0.008)
+            cv.line(_pts(x, line), dark_lip, 0.011)
             for side in (-1, 1):
                 cv.line(np.array([[cx + side * (w - 0.006), my - 0.034], [cx + side * (w + 0.005), my - 0.042]]),
                         dark_lip + (150,), 0.006)
@@ -661,7 +661,7 @@ def _draw_mouth(cv: _Canvas, g: _Geometry, spec: FaceSpec) -> None:
         lens = (1 - t ** 2) ** 0.6
         cv.poly(_band(x, line - 0.016 * lens - bow, line), lip)
         cv.poly(_band(x, line, line + 0.022 * lens), lip)
-        cv.line(_pts(x, line), dark_lip, 0.0075)
+        cv.line(_pts(x, line), dark_lip, 0.01)
 
 
 def _draw_hair(cv: _Canvas, g: _Geometry, spec: FaceSpec) -> None:

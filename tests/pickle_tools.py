@@ -1,0 +1,119 @@
+"""Test helpers: re-dump NVIDIA's stripped network pickle with stand-ins (no NVIDIA code is used)
+and build hostile pickles, for the reader tests and the converter's CLI tests."""
+import collections
+import pickle
+
+SG2 = "stylegan2"
+STRIPPED = "tiny_network_stripped.pkl"
+
+
+# A faithful re-dumper for the stripped NVIDIA pickle, built from stand-ins (no NVIDIA code):
+# every global is recorded as a _Ref and every call as a _Call, then written back by name.
+
+class _Ref:
+    def __init__(self, module, name):
+        self.module, self.name = module, name
+
+    def __call__(self, *args):
+        return _Call(self, args)
+
+
+class _Call:
+    def __init__(self, ref, args):
+        self.ref, self.args, self.state = ref, args, None
+
+    def __setstate__(self, state):
+        self.state = state
+
+    def __reduce__(self):
+        return (self.ref, self.args) + (() if self.state is None else (self.state,))
+
+
+class _StandInEasyDict(dict):
+    pass
+
+
+class _Recorder(pickle._Unpickler):
+    def find_class(self, module, name):
+        if (module, name) == ("dnnlib.util", "EasyDict"):
+            return _StandInEasyDict
+        if (module, name) == ("collections", "OrderedDict"):
+            return collections.OrderedDict
+        return _Ref(module, name)
+
+
+class _Repickler(pickle._Pickler):
+    def __init__(self, file, protocol, rename):
+        super().__init__(file, protocol)
+        self.rename = rename
+
+    def save(self, obj, save_persistent_id=True):
+        if isinstance(obj, _Ref):
+            target = self.rename.get((obj.module, obj.name), (obj.module, obj.name))
+        elif obj is _StandInEasyDict:
+            target = ("dnnlib.util", "EasyDict")
+        else:
+            return super().save(obj, save_persistent_id)
+        self.framer.commit_frame()
+        memo = self.memo.get(id(obj))
+        if memo is not None:
+            self.write(self.get(memo[0]))
+            return
+        if self.proto >= 4:
+            self.save(target[0])
+            self.save(target[1])
+            self.write(pickle.STACK_GLOBAL)
+        else:
+            self.write(pickle.GLOBAL + f"{target[0]}\n{target[1]}\n".encode())
+        self.memoize(obj)
+
+
+def _record(data_dir):
+    with open(data_dir / SG2 / STRIPPED, "rb") as f:
+        return _Recorder(f).load()
+
+
+def _redump(tree, path, protocol, rename=None):
+    with open(path, "wb") as f:
+        _Repickler(f, protocol, rename or {}).dump(tree)
+    return path
+
+
+def _meta(call: _Call) -> dict:
+    assert call.ref.name == "_reconstruct_persistent_obj"
+    return call.args[0]
+
+
+def _walk_calls(obj, seen=None):
+    """Every _Call in the recorded tree."""
+    seen = set() if seen is None else seen
+    if id(obj) in seen:
+        return
+    seen.add(id(obj))
+    if isinstance(obj, _Call):
+        yield obj
+        children = list(obj.args)
+    elif isinstance(obj, dict):
+        children = list(obj.values())
+    elif isinstance(obj, (list, tuple)):
+        children = list(obj)
+    else:
+        children = []
+    for child in children:
+        yield from _walk_calls(child, seen)
+
+
+
+
+def evil_pickle(module: str, name: str, args: tuple) -> bytes:
+    """Protocol 2: GLOBAL module.name, the args tuple, REDUCE (what plain pickle would run)."""
+    return b"\x80\x02c" + f"{module}\n{name}\n".encode() + pickle.dumps(args, protocol=2)[2:-1] + b"R."
+
+
+def with_module_src(data_dir, source: str, path, protocol: int = 4):
+    """The stripped network pickle with every embedded module source replaced by `source`."""
+    tree = _record(data_dir)
+    for call in _walk_calls(tree):
+        if call.ref.name == "_reconstruct_persistent_obj":
+            call.args[0]["module_src"] = source
+    return _redump(tree, path, protocol)
