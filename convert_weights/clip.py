@@ -57,7 +57,8 @@ HF_RULES = [
     (r"vision_model\.embeddings\.patch_embedding\.kernel", "vision_model.embeddings.patch_embedding.weight", CONV),
     (r"vision_model\.embeddings\.class_embedding", "vision_model.embeddings.class_embedding", SAME),
     (r"vision_model\.embeddings\.position_embedding", "vision_model.embeddings.position_embedding.weight", SAME),
-    (r"text_model\.embeddings\.(token|position)_embedding\.embedding", r"text_model.embeddings.\1_embedding.weight", SAME),
+    (r"text_model\.embeddings\.(token|position)_embedding\.embedding", r"text_model.embeddings.\1_embedding.weight",
+     SAME),
     (r"(\w+)\.encoder\.layers_(\d+)\.(.+)\.kernel", r"\1.encoder.layers.\2.\3.weight", DENSE),
     (r"(\w+)\.encoder\.layers_(\d+)\.(.+)\.scale", r"\1.encoder.layers.\2.\3.weight", SAME),
     (r"(\w+)\.encoder\.layers_(\d+)\.(.+)\.bias", r"\1.encoder.layers.\2.\3.bias", SAME),
@@ -137,7 +138,8 @@ def config_from_hf(hf_config: Mapping, preprocessor: Mapping | None, what: str) 
         projection_dim = int(hf_config.get("projection_dim", 512))
     except (TypeError, ValueError) as e:
         raise InputError(f"{what}: bad value in config.json ({e})") from None
-    return CLIPConfig(vision, text, projection_dim, preprocess_config(preprocessor, vision.image_size, what)).validate(what)
+    prep = preprocess_config(preprocessor, vision.image_size, what)
+    return CLIPConfig(vision, text, projection_dim, prep).validate(what)
 
 
 def preprocess_config(pp: Mapping | None, image_size: tuple[int, int], what: str) -> ImagePreprocess:

@@ -127,10 +127,6 @@ def arange_buffer(name: str, value: np.ndarray) -> str | None:
     return f"expected 0, 1, ..., {flat.size - 1}"
 
 
-def unused_ok(name: str, value: np.ndarray) -> str | None:
-    return None
-
-
 # ---------------------------------------------------------------------------------------------
 # Reading sources.
 

@@ -68,7 +68,8 @@ class CLIPConfig:
         v, t = d["vision"], d["text"]
         vision = CLIPVisionConfig(image_size=tuple(v["image_size"]), patch_size=tuple(v["patch_size"]),
                                   num_channels=int(v["num_channels"]), encoder=EncoderConfig.from_dict(v["encoder"]))
-        text = CLIPTextConfig(vocab_size=int(t["vocab_size"]), max_position_embeddings=int(t["max_position_embeddings"]),
+        text = CLIPTextConfig(vocab_size=int(t["vocab_size"]),
+                              max_position_embeddings=int(t["max_position_embeddings"]),
                               eos_token_id=int(t["eos_token_id"]), encoder=EncoderConfig.from_dict(t["encoder"]))
         return cls(vision=vision, text=text, projection_dim=int(d["projection_dim"]),
                    preprocess=ImagePreprocess.from_dict(d["preprocess"]))

@@ -27,17 +27,6 @@ def masked_mse(img: Array, target: Array, known: Array) -> Array:
     return jnp.sum(k * jnp.square(img - target)) / (jnp.sum(k) * img.shape[0] * img.shape[-1])
 
 
-def area_downsample(x: Array, size: int) -> Array:
-    """[N,H,W,C] -> [N,size,size,C] by averaging factor x factor boxes (H = W = size * factor)."""
-    n, h, w, c = x.shape
-    if h == size:
-        return x
-    f = h // size
-    if h != size * f or w != size * f:
-        raise ValueError(f"cannot area-resize {h}x{w} to {size}x{size}")
-    return x.reshape(n, size, f, size, f, c).mean(axis=(2, 4))
-
-
 def noise_regularization(noise: Mapping[str, Array]) -> Array:
     """NVIDIA's projector regulariser: squared spatial autocorrelations of every noise map, at every
     scale down to 8x8 (maps [H, W])."""
@@ -180,17 +169,10 @@ class Objective:
 
     # Pieces shared by the loss and the final metrics -------------------------------------------
     def lpips_masked(self, params, img: Array, target: Array, known: Array) -> Array:
-        """Masked LPIPS of [N,H,W,3] images against target [1 or N,H,W,3] -> [N]."""
+        """Masked LPIPS of [N,H,W,3] images against target [1 or N,H,W,3] -> [N] (known: [H,W] or [N,H,W])."""
         cfg, lp = self.cfg, self.models.lpips
-        size = img.shape[1]
-        known_n = jnp.broadcast_to(known, (img.shape[0],) + known.shape)[..., None]
-        target = jnp.broadcast_to(target, img.shape)
-        if cfg.lpips_resize and size > cfg.lpips_resize:
-            img, target = area_downsample(img, cfg.lpips_resize), area_downsample(target, cfg.lpips_resize)
-            known_n = area_downsample(known_n, cfg.lpips_resize)
-        if cfg.lpips_mask == "input":
-            return lp.masked_input_distance(params, img, target, known_n[..., 0])
-        return lp.masked_feature_distance(params, img, target, known_n[..., 0])
+        fn = lp.masked_input_distance if cfg.lpips_mask == "input" else lp.masked_feature_distance
+        return fn(params, img, jnp.broadcast_to(target, img.shape), known, resize_to=cfg.lpips_resize or None)
 
     def attribute_logits(self, frozen, img: Array) -> Array:
         """[N,H,W,3] -> logits of the constrained attributes [N, A]."""

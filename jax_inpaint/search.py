@@ -2,9 +2,10 @@
 
 State per seed: the optimised variables (w, and the noise maps when optimised), the fixed noise, the
 optax state, the best iterate so far and whether the seed is still alive (finite loss). The compiled
-chunk function takes the state (donated), the first step index, the frozen weights, the target and
-the mask, so a new image, mask, prompt or set of seeds reuses the compiled program; only shapes and
-the options that change the program (the `Objective.spec`) compile anew.
+chunk function takes the state (donated), the first step index, the frozen weights, and one target
+image and mask per batch item (so a batch may mix images: `inpaint-batch` lays (image x seed) items
+out on a device mesh), so a new image, mask, prompt or set of seeds reuses the compiled program; only
+shapes and the options that change the program (the `Objective.spec`) compile anew.
 """
 from __future__ import annotations
 
@@ -140,35 +141,61 @@ class Search:
                "alive": s["alive"] & (finite | ~active)}
         return out, (loss, terms)
 
-    def _run_chunk(self, state, t0, frozen, target, known, w_std):
-        step_all = jax.vmap(self._step_one, in_axes=(0, None, None, None, None, None))
+    def _run_chunk(self, state, t0, frozen, targets, knowns, w_std):
+        step_all = jax.vmap(self._step_one, in_axes=(0, None, None, 0, 0, None))
 
         def body(s, step):
-            return step_all(s, step, frozen, target, known, w_std)
+            return step_all(s, step, frozen, targets, knowns, w_std)
 
         return jax.lax.scan(body, state, t0 + jnp.arange(self.cfg.chunk))
 
     # Driving it ---------------------------------------------------------------------------------
     def run(self, seeds: Sequence[int], frozen, target: Array, known: Array, w_std: float,
-            progress: Callable[[int, np.ndarray], None] | None = None) -> SearchResult:
-        """Optimise `len(seeds) <= batch` seeds (padded to the batch size, so shapes never change)."""
+            progress: Callable[[int, np.ndarray], None] | None = None, sharding=None) -> SearchResult:
+        """Optimise `len(seeds) <= batch` items (padded to the batch size, so shapes never change).
+
+        target [H,W,3] and known [H,W] are shared by all items, or given per item ([k,H,W,3], [k,H,W]).
+        `sharding`: a `jax.sharding.Sharding` for arrays whose leading axis is the batch (data
+        parallel over a device mesh); the frozen weights are then replicated on the same mesh.
+        """
         seeds = list(seeds)
         k = len(seeds)
         if k > self.batch:
             raise ValueError("more seeds than the batch size")
-        padded = seeds + [seeds[-1]] * (self.batch - k)
+        pad = self.batch - k
+        padded = seeds + [seeds[-1]] * pad
+        targets, knowns = jnp.asarray(target, jnp.float32), jnp.asarray(known, jnp.float32)
+        if targets.ndim == 3:
+            targets = jnp.broadcast_to(targets, (k,) + targets.shape)
+            knowns = jnp.broadcast_to(knowns, (k,) + knowns.shape)
+        if pad:
+            targets = jnp.concatenate([targets, jnp.repeat(targets[-1:], pad, 0)])
+            knowns = jnp.concatenate([knowns, jnp.repeat(knowns[-1:], pad, 0)])
         keys = jax.vmap(jax.random.key)(jnp.asarray(padded, jnp.uint32))
+        if sharding is not None:
+            replicated = jax.sharding.NamedSharding(sharding.mesh, jax.sharding.PartitionSpec())
+            frozen = jax.device_put(frozen, replicated)
+            keys, targets, knowns = jax.device_put((keys, targets, knowns), sharding)
         c = frozen.get("c")
         w_std = jnp.asarray(w_std, jnp.float32)
         state = self._init(keys, frozen, w_std, c)
         losses, terms_hist = [], []
-        for t0 in range(0, self.cfg.steps, self.cfg.chunk):
-            state, (loss, terms) = self._chunk(state, jnp.asarray(t0, jnp.int32), frozen, target, known, w_std)
+        pending = None  # read a chunk's losses only after the next chunk is dispatched (keeps the device busy)
+
+        def collect(t0, out):
+            loss, terms = out
             loss = np.asarray(loss)[:, :k]
             losses.append(loss)
             terms_hist.append({n: np.asarray(v)[:, :k] for n, v in terms.items()})
             if progress is not None:
                 progress(min(self.cfg.chunk, self.cfg.steps - t0), loss[-1])
+
+        for t0 in range(0, self.cfg.steps, self.cfg.chunk):
+            state, out = self._chunk(state, jnp.asarray(t0, jnp.int32), frozen, targets, knowns, w_std)
+            if pending is not None:
+                collect(*pending)
+            pending = (t0, out)
+        collect(*pending)
         history = {"loss": np.concatenate(losses)[: self.cfg.steps]}
         for n in terms_hist[0]:
             history[n] = np.concatenate([h[n] for h in terms_hist])[: self.cfg.steps]

@@ -295,7 +295,7 @@ class VisionEmbeddings(nn.Module):
         cls = self.param("class_embedding", nn.initializers.normal(0.02), (d,))
         pos = self.param("position_embedding", nn.initializers.normal(0.02), (self.num_positions, d))
         if patches.shape[1] + 1 != self.num_positions:
-            raise InputError(f"a {pixel_values.shape[1]}x{pixel_values.shape[2]} input gives {patches.shape[1]} patches; "
-                             f"the position embeddings are for {self.num_positions - 1}")
+            raise InputError(f"a {pixel_values.shape[1]}x{pixel_values.shape[2]} input gives {patches.shape[1]} "
+                             f"patches; the position embeddings are for {self.num_positions - 1}")
         tokens = jnp.concatenate([jnp.broadcast_to(cls, (n, 1, d)), patches], axis=1)
         return tokens + pos[None]

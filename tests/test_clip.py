@@ -18,7 +18,7 @@ from safetensors.numpy import load_file, save_file
 
 from convert_weights.clip import convert_clip
 from jax_inpaint.cli import main
-from jax_inpaint.clip import CLIPConfig, cosine, load_clip
+from jax_inpaint.clip import CLIPConfig, load_clip
 from jax_inpaint.errors import InputError
 
 TOL = 1e-4
@@ -160,10 +160,12 @@ def _folder_with(tmp_path, data_dir, edit):
 
 
 @pytest.mark.parametrize("edit, message", [
-    (lambda s: s.pop("text_model.encoder.layers.1.mlp.fc2.bias"), r"missing tensors \(1\): text_model.encoder.layers.1.mlp.fc2.bias"),
+    (lambda s: s.pop("text_model.encoder.layers.1.mlp.fc2.bias"),
+     r"missing tensors \(1\): text_model.encoder.layers.1.mlp.fc2.bias"),
     (lambda s: s.__setitem__("vision_model.encoder.layers.0.mlp.fc1.weight", np.zeros((255, 64), np.float32)),
      r"vision_model.encoder.layers.0.mlp.fc1.weight: shape \(255, 64\), expected \(256, 64\)"),
-    (lambda s: s.__setitem__("vision_model.extra.weight", np.zeros(3, np.float32)), "unexpected tensors.*vision_model.extra.weight"),
+    (lambda s: s.__setitem__("vision_model.extra.weight", np.zeros(3, np.float32)),
+     "unexpected tensors.*vision_model.extra.weight"),
 ])
 def test_bad_checkpoint_is_refused_with_the_tensor_named(tmp_path, data_dir, edit, message):
     src = _folder_with(tmp_path, data_dir, edit)
@@ -208,13 +210,15 @@ def _to_openai(state: dict) -> dict:
         k2 = (k.replace("vision_model.embeddings.class_embedding", "visual.class_embedding")
               .replace("vision_model.embeddings.patch_embedding.weight", "visual.conv1.weight")
               .replace("vision_model.embeddings.position_embedding.weight", "visual.positional_embedding")
-              .replace("vision_model.pre_layrnorm", "visual.ln_pre").replace("vision_model.post_layernorm", "visual.ln_post")
+              .replace("vision_model.pre_layrnorm", "visual.ln_pre")
+              .replace("vision_model.post_layernorm", "visual.ln_post")
               .replace("vision_model.encoder.layers.", "visual.transformer.resblocks.")
               .replace("text_model.embeddings.token_embedding.weight", "token_embedding.weight")
               .replace("text_model.embeddings.position_embedding.weight", "positional_embedding")
               .replace("text_model.encoder.layers.", "transformer.resblocks.")
               .replace("text_model.final_layer_norm", "ln_final")
-              .replace("layer_norm1", "ln_1").replace("layer_norm2", "ln_2").replace("self_attn.out_proj", "attn.out_proj")
+              .replace("layer_norm1", "ln_1").replace("layer_norm2", "ln_2")
+              .replace("self_attn.out_proj", "attn.out_proj")
               .replace("mlp.fc1", "mlp.c_fc").replace("mlp.fc2", "mlp.c_proj"))
         if k2 == "visual_projection.weight":
             out["visual.proj"] = v.T.copy()

@@ -102,9 +102,11 @@ def test_forcing_an_attribute_changes_only_its_region(name, region, size):
         a, b = faces.render(on, size), faces.render(off, size)
         assert not _changed(a, b)[~near].any()
         box = (slice(y0, y1), slice(x0, x1))
-        diffs.append(np.abs(a[box].astype(np.float32) - b[box]).mean())
-    # Clearly visible, also at 32 pixels: mean absolute change over the whole box, in levels of 255.
-    assert min(diffs) > 8.0, diffs
+        diffs.append(np.abs(a[box].astype(np.float32) - b[box]))
+    # Clearly visible on every face, also at 32 pixels (levels of 255): some pixels change a lot and
+    # the box as a whole noticeably.
+    assert min(d.max() for d in diffs) > 20.0
+    assert min(d.mean() for d in diffs) > 4.0
 
 
 def test_region_boxes_match_the_face_masks():

@@ -117,6 +117,24 @@ def test_bad_checkpoint_is_refused_with_the_tensor_named(tmp_path, data_dir, edi
     assert res.exit_code == 2 and "Error:" in res.output
 
 
+def test_sharded_safetensors(tmp_path, data_dir, clf):
+    src = tmp_path / "src"
+    src.mkdir()
+    shutil.copyfile(data_dir / "vit" / "tiny-vit-celeba-hf" / "config.json", src / "config.json")
+    state = load_file(data_dir / "vit" / "tiny-vit-celeba-hf" / "model.safetensors")
+    names = sorted(state)
+    shards = {"model-00001-of-00002.safetensors": names[:20], "model-00002-of-00002.safetensors": names[20:]}
+    for file, keys in shards.items():
+        save_file({k: state[k] for k in keys}, src / file)
+    index = {"weight_map": {k: file for file, keys in shards.items() for k in keys}}
+    (src / "model.safetensors.index.json").write_text(json.dumps(index))
+    convert_classifier(src, tmp_path / "m")
+    other = load_classifier(tmp_path / "m")
+    for a, b in zip(jax.tree.leaves(other.params), jax.tree.leaves(clf.params)):
+        np.testing.assert_array_equal(a, b)
+    assert other.config.preprocess.mean == (0.5, 0.5, 0.5)  # no preprocessor_config.json: the processor defaults
+
+
 def test_cli_convert(tmp_path, data_dir):
     res = CliRunner().invoke(main, ["convert", "classifier", str(data_dir / "vit" / "tiny-vit-celeba-hf"),
                                     str(tmp_path / "m")])

@@ -10,36 +10,49 @@ Geometry. Faces are frontal and aligned like FFHQ, so the face-region boxes of `
 real aligned faces. Frame fractions of the average face (each face moves by at most 0.005 in x and y, and
 its eye gap varies by +-0.008):
 
-    eye centres      (0.378, 0.469) and (0.622, 0.469)   eyes box  (0.29, 0.41)-(0.71, 0.53): eyes, brows'
-    eyebrows         centre line at y = 0.417                       lower edge, glasses
-    nose tip         (0.5, 0.613), nostrils at y = 0.617  nose box  (0.43, 0.50)-(0.57, 0.68)
-    mouth centre     (0.5, 0.725), corners at x = 0.40-0.62  mouth box (0.36, 0.675)-(0.64, 0.775): lips,
-    chin             y = 0.84-0.89                                   teeth and opening, whatever the expression
-    face half-width  0.25-0.29 at the cheekbones; the skull top at y = 0.07, hair up to y = 0.035
+    eye centres      (0.378, 0.469) and (0.622, 0.469); eyes 0.09 wide
+    eyebrows         centre line at y = 0.417
+    nose tip         (0.5, 0.613), nostrils at y = 0.617
+    mouth centre     (0.5, 0.725); corners at x = 0.5 +- 0.092 (neutral) to 0.5 +- 0.122 (smiling)
+    chin             y = 0.84-0.89
+    face half-width  0.25-0.29 at the cheekbones; the skull top at y = 0.07, hair up to y = 0.025
+
+and the boxes (x0, y0)-(x1, y1) of `FACE_REGIONS` (`region_box`, `eyes_box`, `nose_box`, `mouth_box` give
+them in pixels, rounded as the masks are):
+
+    eyes   (0.29, 0.41)-(0.71, 0.53)     eyes, the lower edge of the brows, glasses
+    nose   (0.43, 0.50)-(0.57, 0.68)     bridge shadow, tip and nostrils
+    mouth  (0.36, 0.675)-(0.64, 0.775)   lips, teeth and opening, whatever the expression
 
 Everything that `Smiling` or `Mouth_Slightly_Open` changes lies inside the mouth box and everything that
 `Eyeglasses` changes inside the eyes box (tests check both), so a completion of that box can switch them.
 
-Attributes (`ATTRIBUTES`, CelebA names in CelebA order; the other CelebA attributes are not rendered):
+Attributes (`ATTRIBUTES`, CelebA names in CelebA order; the other CelebA attributes are not rendered),
+with their frequencies in 5000 samples:
 
-    Bald                no hair at all (men only unless forced); then no hair-colour label is set
-    Bangs               a fringe down to y ~ 0.36 (straight or side-swept, with a ragged edge)
-    Black_Hair, Blond_Hair, Brown_Hair, Gray_Hair
-                        the hair colour (at most one; red hair, about 6 %, sets none of them)
-    Bushy_Eyebrows      brows about twice the usual thickness
-    Eyeglasses          round or rectangular frames (black, brown, metal or red) with lightly tinted lenses
-    Goatee, Mustache, Sideburns, No_Beard
-                        the beard: none, moustache, goatee, both, or a full beard (which sets all three)
-    Male                squarer jaw, thicker brows, mostly short hair, beards; women: long hair mostly,
-                        lipstick often, heavier lash line
-    Mouth_Slightly_Open a dark opening with the upper teeth showing
-    Pale_Skin           the palest 15 % of the skin-tone range (pale pink-beige to dark brown)
-    Rosy_Cheeks         pink blush on both cheeks
-    Smiling             a wider mouth curved upwards (open: a "D" with teeth showing)
-    Wearing_Hat         a beanie with a turned-up band
-    Wearing_Lipstick    red, pink, berry or coral lips instead of the skin-tinted natural colour
-    Wearing_Necklace    a gold or silver chain with a pendant at the base of the neck
-    Wearing_Necktie     a white collar and a tie under the chin
+    Bald                 6 %  no hair at all (men only unless forced); no hair-colour label is set then
+    Bangs               30 %  a fringe down to y ~ 0.36 (straight or side-swept, with a ragged edge)
+    Black_Hair          32 %  the hair colour: at most one of the four; red hair (4 %) sets none of them
+    Blond_Hair          13 %
+    Brown_Hair          35 %
+    Gray_Hair           11 %
+    Bushy_Eyebrows      17 %  brows about twice the usual thickness
+    Eyeglasses          20 %  round or rectangular frames (black, brown, metal or red), lightly tinted lenses
+    Goatee              16 %  the beard is one of: none, moustache, goatee, both, or a full beard (which sets
+    Mustache            17 %  Goatee, Mustache and Sideburns); men only unless forced
+    Sideburns            7 %
+    No_Beard            79 %
+    Male                45 %  squarer jaw, thicker brows, mostly short hair, beards; women: long hair mostly,
+                              lipstick often, a heavier lash line
+    Mouth_Slightly_Open 43 %  a dark opening with the upper teeth showing
+    Pale_Skin           16 %  the palest 15 % of the skin-tone range (pale pink-beige to dark brown)
+    Rosy_Cheeks         14 %  pink blush on both cheeks
+    Smiling             49 %  a wider mouth curved upwards: a crescent with a dark line, or open, a "D" with
+                              the upper teeth showing
+    Wearing_Hat          8 %  a beanie with a turned-up band
+    Wearing_Lipstick    30 %  red, pink, berry or coral lips instead of the skin-tinted natural colour; women
+    Wearing_Necklace    17 %  a gold or silver chain with a pendant at the base of the neck
+    Wearing_Necktie     11 %  a white collar and a tie under the chin
 
 Determinism: `sample_spec` draws a fixed number of uniforms from the generator and derives every choice
 from them, so overriding one attribute leaves everything else about the face as it was; image i of
@@ -93,17 +106,18 @@ _IRIS_RGB: dict[str, RGB] = {"dark brown": (52, 32, 22), "brown": (98, 60, 32), 
 _GLASSES_RGB: tuple[RGB, ...] = ((20, 20, 22), (70, 42, 28), (168, 150, 108), (150, 30, 40))
 _SUPERSAMPLE = 4
 
-# Names of the uniforms drawn for one face, in drawing order; colours take three each.
-_UNIFORMS = ("male", "tone", "width", "chin", "jaw", "dx", "dy", "gap", "style", "style2", "colour", "colour2", "shade",
-             "bangs", "tilt", "locks", "hairline", "length", "hat", "brows", "iris", "smile", "open", "lip",
+# Names of the uniforms drawn for one face, in drawing order; colours take three each (hue, saturation, value).
+_UNIFORMS = ("male", "tone", "width", "chin", "jaw", "dx", "dy", "gap", "style", "style2", "colour", "colour2",
+             "shade", "bangs", "tilt", "locks", "hairline", "length", "hat", "brows", "iris", "smile", "open", "lip",
              "lipc", "beard", "beard2", "glasses", "gshape", "gcol", "rosy", "necklace", "gold", "tie", "grad",
-             "grad_dir", "grad_amount") + tuple(f"{c}{k}" for c in ("hatc", "tiec", "shirt", "bg0", "bg1", "bg2")
-                                            for k in "rgb")
+             "grad_dir", "grad_amount")
+_UNIFORMS += tuple(f"{c}{k}" for c in ("hatc", "tiec", "shirt", "bg0", "bg1", "bg2") for k in "hsv")
 
 
 @dataclass(frozen=True)
 class FaceSpec:
-    """Every random choice behind one face. Lengths are fractions of the frame; colours are RGB."""
+    """Every random choice behind one face. Lengths are fractions of the frame; colours are RGB.
+    `sample_spec` draws one; `dataclasses.replace` edits one (labels and captions follow the fields)."""
     male: bool
     skin_tone: float          # 0 (palest) .. 1 (darkest); Pale_Skin below PALE_TONE
     face_width: float         # half-width of the face at the cheekbones
@@ -161,6 +175,7 @@ def skin_rgb(tone: float) -> RGB:
 
 
 def hair_rgb(spec: FaceSpec) -> RGB:
+    """The hair colour of a face (also used for its brows and beard)."""
     dark, light = _HAIR_RGB[spec.hair_colour]
     return _mix(dark, light, spec.hair_shade)
 
@@ -178,9 +193,10 @@ def _lip_rgb(spec: FaceSpec) -> RGB:
 
 
 def _colour_from(u, prefix: str, sat=(0.1, 0.55), val=(0.25, 0.95)) -> RGB:
-    h = u[prefix + "r"]
-    s = sat[0] + (sat[1] - sat[0]) * u[prefix + "g"]
-    v = val[0] + (val[1] - val[0]) * u[prefix + "b"]
+    """A colour of any hue with saturation and value in the given ranges, from three uniforms."""
+    h = u[prefix + "h"]
+    s = sat[0] + (sat[1] - sat[0]) * u[prefix + "s"]
+    v = val[0] + (val[1] - val[0]) * u[prefix + "v"]
     return tuple(int(round(255 * c)) for c in colorsys.hsv_to_rgb(h, s, v))
 
 
@@ -192,6 +208,7 @@ def _dist(a, b) -> float:
 # Sampling.
 
 def _pick(weights: dict[str, float], u: float) -> str:
+    """The key whose share of the cumulative weights holds the uniform u (zero weights never win)."""
     total = sum(weights.values())
     acc = 0.0
     for k, w in weights.items():
@@ -207,8 +224,9 @@ _HAIR_LABELS = {"Black_Hair": "black", "Blond_Hair": "blond", "Brown_Hair": "bro
 def sample_spec(rng: np.random.Generator, **overrides: bool) -> FaceSpec:
     """Draw one face. Keyword overrides force attributes (names from ATTRIBUTES), e.g. Smiling=True;
     the generator is advanced by the same amount whatever they are, and a forced attribute changes only
-    what it must, so `sample_spec(rng_copy, Smiling=not s)` gives the same face with the other expression.
-    Raises InputError for an unknown name or a combination the renderer cannot draw (Bald with Bangs)."""
+    what it must (forcing Male redraws what depends on the sex), so `sample_spec(face_rng(s, i), Smiling=b)`
+    is the same face with either expression. Raises InputError for an unknown name or a combination the
+    renderer cannot draw (Bald with Bangs)."""
     unknown = sorted(set(overrides) - set(ATTRIBUTES))
     if unknown:
         raise InputError(f"unknown face attribute(s) {', '.join(unknown)}; choose from {', '.join(ATTRIBUTES)}")
@@ -499,7 +517,8 @@ class _Geometry:
         ux = np.where(lower, np.sign(c) * np.abs(c) ** (2.0 / p), c)
         uy = np.where(lower, np.abs(s) ** (2.0 / p), s)
         taper = np.where(lower, 1.0 - (0.36 - 0.12 * spec.jaw) * uy ** 2, 1.0)
-        self.outline = _pts(self.cx + self.a * ux * taper, self.cy + np.where(lower, spec.chin_drop, self.cy - self.top) * uy)
+        reach = np.where(lower, spec.chin_drop, self.cy - self.top)     # centre to chin / to skull top
+        self.outline = _pts(self.cx + self.a * ux * taper, self.cy + reach * uy)
         jaw = self.outline[:49][::-1]             # angles pi .. 0: x increasing
         self._jaw_x, self._jaw_y = jaw[:, 0].copy(), jaw[:, 1].copy()
 
@@ -622,7 +641,7 @@ def _draw_mouth(cv: _Canvas, g: _Geometry, spec: FaceSpec) -> None:
     """Lips, and the opening with the upper teeth; everything inside FACE_REGIONS['mouth']."""
     cx, my = g.cx, g.my
     lip = _lip_rgb(spec)
-    dark_lip = _scale(lip, 0.4)
+    dark_lip = _mix(_scale(lip, 0.4), (34, 12, 14), 0.5)     # the line between closed lips
     inside, teeth = (70, 22, 28), (244, 242, 232)
     t = _lin(-1.0, 1.0, 21)
     lens = (1 - t ** 2) ** 0.5                  # lip thickness profile, 0 at the corners
@@ -640,7 +659,7 @@ def _draw_mouth(cv: _Canvas, g: _Geometry, spec: FaceSpec) -> None:
             line = my + 0.012 - 0.048 * t ** 2
             cv.poly(_band(x, line - 0.009 * lens, line), lip)
             cv.poly(_band(x, line, line + 0.022 * lens), lip)
-            cv.line(_pts(x, line), dark_lip, 0.011)
+            cv.line(_pts(x, line), dark_lip, 0.013)
             for side in (-1, 1):
                 cv.line(np.array([[cx + side * (w - 0.006), my - 0.034], [cx + side * (w + 0.005), my - 0.042]]),
                         dark_lip + (150,), 0.006)
@@ -713,20 +732,20 @@ def _draw_glasses(cv: _Canvas, g: _Geometry, spec: FaceSpec) -> None:
     if not spec.glasses:
         return
     col, r = spec.glasses_colour, cv.res
-    width = max(1, round(0.012 * r))
+    width = max(1, round(0.015 * r))
     hw, hh = 0.066, 0.043
     for side in (-1, 1):
         ex = g.cx + side * spec.eye_gap / 2
         box = ((ex - hw) * r, (g.ey - hh) * r, (ex + hw) * r, (g.ey + hh) * r)
         if spec.glasses_round:
-            cv.blend.ellipse(box, fill=(236, 240, 250, 46))
+            cv.blend.ellipse(box, fill=(236, 240, 250, 60))
             cv.draw.ellipse(box, outline=col, width=width)
         else:
-            cv.blend.rounded_rectangle(box, radius=0.018 * r, fill=(236, 240, 250, 46))
+            cv.blend.rounded_rectangle(box, radius=0.018 * r, fill=(236, 240, 250, 60))
             cv.draw.rounded_rectangle(box, radius=0.018 * r, outline=col, width=width)
     inner = spec.eye_gap / 2 - hw
-    cv.line(np.array([[g.cx - inner - 0.004, g.ey - 0.012], [g.cx, g.ey - 0.018], [g.cx + inner + 0.004, g.ey - 0.012]]),
-            col, 0.011)
+    bridge = np.array([[g.cx - inner - 0.004, g.ey - 0.012], [g.cx, g.ey - 0.018], [g.cx + inner + 0.004, g.ey - 0.012]])
+    cv.line(bridge, col, 0.011)
 
 
 def render(spec: FaceSpec, size: int = 64) -> np.ndarray:
@@ -785,9 +804,11 @@ def _frac_box(img: np.ndarray, x0: float, y0: float, x1: float, y1: float) -> np
 
 
 def plausibility(img: np.ndarray) -> dict:
-    """Simple measurable checks that an image (uint8 [H, W, 3]) looks like one of these aligned faces;
-    meant for generated images. Returns the measurements, one boolean per check, and `plausible`
-    (all checks pass):
+    """Simple measurable checks that an image (uint8 [H, W, 3], any size from 16) looks like one of these
+    aligned faces; meant for generated images. Returns one boolean per check, `plausible` (all of them),
+    and the measurements behind them: roughness, skin_rgb, skin_fraction, skin_centre_x,
+    background_skin_fraction, background_distance, eye_centres ([(x, y) or None] * 2, frame fractions).
+    Positions are fractions of the frame; colour distances are Euclidean in RGB levels (0-255).
 
       smooth          neighbouring pixels differ by less than 24 levels on average (not noise or shuffled);
       face_blob       at least 55 % of the cheek band (x 0.33-0.67, y 0.50-0.60) has the skin colour
@@ -798,8 +819,7 @@ def plausibility(img: np.ndarray) -> dict:
       eyes            each eye window (x 0.30-0.45 and 0.55-0.70, y 0.42-0.52) holds a blob that stands
                       out from the skin (colour distance above 25, weighted by the excess), their centres are
                       at the same height (within 0.04, or 1.5 pixels) and mirror each other about x = 0.5
-                      (within 0.06, or 2 pixels),
-                      and neither blob weighs more than 3x the other;
+                      (within 0.08, or 2 pixels), and neither blob weighs more than 3x the other;
       mouth           at least 4 % of the mouth box is more than 30 levels from the skin colour (lips,
                       opening or teeth).
     """
@@ -847,8 +867,9 @@ def plausibility(img: np.ndarray) -> dict:
     out["eye_centres"] = [c[:2] if c else None for c in centres]
     if all(centres):
         (xl, yl, ml), (xr, yr, mr) = centres
-        out["eyes"] = bool(abs(yl - yr) < max(0.04, 1.5 / h) and abs((0.5 - xl) - (xr - 0.5)) < max(0.06, 2.0 / w)
-                           and max(ml, mr) <= 3.0 * min(ml, mr))
+        level = abs(yl - yr) < max(0.04, 1.5 / h)
+        mirrored = abs((0.5 - xl) - (xr - 0.5)) < max(0.08, 2.0 / w)
+        out["eyes"] = bool(level and mirrored and max(ml, mr) <= 3.0 * min(ml, mr))
     else:
         out["eyes"] = False
 

@@ -1,0 +1,94 @@
+"""Milliseconds per call of the perception models, forward and forward + backward (w.r.t. the images).
+
+    python bench/perception.py                                  # all models, batch 1 and 8
+    python bench/perception.py --models clip,vit --batch 1 --repeats 5
+
+Models (random weights, full-size configs): LPIPS VGG16 at 256x256 (distance of two batches),
+CLIP ViT-B/16 at 224x224 (`encode_image`; images at the input size go in unresampled) and the
+ViT-B/16 attribute classifier at 224x224 (`probs`, 40 labels). Backward = gradient of the summed
+output with respect to the (first) image batch, as the inpainting loss needs. Medians of --repeats
+timed calls after a warm-up call (compilation excluded, reported separately).
+"""
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+
+from jax_inpaint import clip, lpips, vit
+
+
+def _lpips(batch):
+    lp = lpips.init_lpips(key=jax.random.key(0))
+    x = jax.random.uniform(jax.random.key(1), (batch, 256, 256, 3), minval=-1, maxval=1)
+    y = jax.random.uniform(jax.random.key(2), (batch, 256, 256, 3), minval=-1, maxval=1)
+    fwd = jax.jit(lp.distance)
+    fb = jax.jit(jax.grad(lambda x, p, y: jnp.sum(lp.distance(p, x, y))))
+    return (lambda: fwd(lp.params, x, y)), (lambda: fb(x, lp.params, y))
+
+
+def _clip(batch):
+    cfg = clip.vit_b16_config()
+    model = clip.CLIP(cfg, clip.init_params(cfg, key=jax.random.key(0)))
+    x = jax.random.uniform(jax.random.key(1), (batch, 224, 224, 3), minval=-1, maxval=1)
+    fwd = jax.jit(model.encode_image)
+    fb = jax.jit(jax.grad(lambda x, p: jnp.sum(model.encode_image(p, x))))
+    return (lambda: fwd(model.params, x)), (lambda: fb(x, model.params))
+
+
+def _vit(batch):
+    cfg = vit.vit_b16_config()
+    model = vit.Classifier(cfg, vit.init_params(cfg, key=jax.random.key(0)))
+    x = jax.random.uniform(jax.random.key(1), (batch, 224, 224, 3), minval=-1, maxval=1)
+    fwd = jax.jit(model.probs)
+    fb = jax.jit(jax.grad(lambda x, p: jnp.sum(model.probs(p, x))))
+    return (lambda: fwd(model.params, x)), (lambda: fb(x, model.params))
+
+
+MODELS = {"lpips": ("LPIPS VGG16 256x256", _lpips), "clip": ("CLIP ViT-B/16 224x224", _clip),
+          "vit": ("ViT-B/16 classifier 224x224", _vit)}
+
+
+def _time(fn, repeats: int) -> tuple[float, float]:
+    """(compile + first call seconds, median ms of `repeats` calls)."""
+    t0 = time.perf_counter()
+    jax.block_until_ready(fn())
+    first = time.perf_counter() - t0
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn())
+        times.append((time.perf_counter() - t0) * 1e3)
+    return first, statistics.median(times)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", default="lpips,clip,vit", help="comma-separated subset of " + ",".join(MODELS))
+    ap.add_argument("--batch", default="1,8", help="comma-separated batch sizes")
+    ap.add_argument("--repeats", type=int, default=3, help="timed calls per entry (median)")
+    args = ap.parse_args()
+    names = [m for m in args.models.split(",") if m]
+    unknown = sorted(set(names) - set(MODELS))
+    if unknown:
+        ap.error(f"unknown models {unknown}")
+    batches = [int(b) for b in args.batch.split(",")]
+    dev = jax.devices()[0]
+    print(f"jax {jax.__version__} on {dev.platform} ({dev.device_kind}), {platform.processor() or platform.machine()}; "
+          f"float32, medians of {args.repeats} calls after warm-up")
+    print(f"{'model':<30} {'batch':>5} {'forward ms':>11} {'fwd+bwd ms':>11} {'compile+1st s':>14}")
+    for name in names:
+        label, make = MODELS[name]
+        for b in batches:
+            fwd, fb = make(b)
+            c1, t_fwd = _time(fwd, args.repeats)
+            c2, t_fb = _time(fb, args.repeats)
+            print(f"{label:<30} {b:>5} {t_fwd:>11.1f} {t_fb:>11.1f} {c1 + c2:>14.1f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
