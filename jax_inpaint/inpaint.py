@@ -30,7 +30,8 @@ class Inputs:
 
 
 def _is_preset(spec: str) -> bool:
-    return spec in ("center", "left", "right", "top", "bottom") or spec.startswith("rect:")
+    from jax_inpaint.masks import PRESETS
+    return spec in PRESETS or spec.startswith("rect:")
 
 
 def load_mask(mask, shape: tuple[int, int], *, invert: bool = False) -> np.ndarray:
@@ -46,7 +47,7 @@ def load_mask(mask, shape: tuple[int, int], *, invert: bool = False) -> np.ndarr
             hole = gray >= 128
         else:
             from jax_inpaint.masks import preset_mask
-            hole = preset_mask(spec, shape)
+            hole = preset_mask(spec, tuple(shape))
     else:
         hole = np.asarray(mask)
         if hole.shape != tuple(shape):

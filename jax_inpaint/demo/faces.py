@@ -743,8 +743,8 @@ def _draw_glasses(cv: _Canvas, g: _Geometry, spec: FaceSpec) -> None:
         else:
             cv.blend.rounded_rectangle(box, radius=0.018 * r, fill=(236, 240, 250, 60))
             cv.draw.rounded_rectangle(box, radius=0.018 * r, outline=col, width=width)
-    inner = spec.eye_gap / 2 - hw
-    bridge = np.array([[g.cx - inner - 0.004, g.ey - 0.012], [g.cx, g.ey - 0.018], [g.cx + inner + 0.004, g.ey - 0.012]])
+    inner = spec.eye_gap / 2 - hw + 0.004      # from frame to frame, arched over the nose
+    bridge = np.array([[g.cx - inner, g.ey - 0.012], [g.cx, g.ey - 0.018], [g.cx + inner, g.ey - 0.012]])
     cv.line(bridge, col, 0.011)
 
 
