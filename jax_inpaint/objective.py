@@ -50,6 +50,12 @@ def normalize_noise(noise: Mapping[str, Array]) -> dict[str, Array]:
     return out
 
 
+def clip_straight_through(x: Array) -> Array:
+    """Clip to [-1, 1] in the forward pass (what a saved PNG holds), identity in the backward pass, so
+    pixels the generator pushes out of range still receive the semantic models' gradients."""
+    return x + jax.lax.stop_gradient(jnp.clip(x, -1.0, 1.0) - x)
+
+
 def bce_with_logits(logits: Array, target: Array) -> Array:
     """Binary cross-entropy of sigmoid(logits) against targets in [0, 1], elementwise."""
     return jax.nn.softplus(logits) - target * logits
@@ -191,7 +197,8 @@ class Objective:
         img = m.G.synthesize(frozen["G"], ws[None], None if noise is None else
                              {k: v[None] for k, v in noise.items()})  # [1,H,W,3]
         tgt = target[None]
-        composite = known[None, :, :, None] * tgt + (1 - known[None, :, :, None]) * img
+        # What the semantic models judge: the photo with the completion in its hole, in range.
+        composite = clip_straight_through(known[None, :, :, None] * tgt + (1 - known[None, :, :, None]) * img)
         t = {"mse": masked_mse(img, tgt, known)}
         if cfg.lpips > 0:
             t["lpips"] = self.lpips_masked(frozen["lpips"], img, tgt, known)[0]

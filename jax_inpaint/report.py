@@ -86,7 +86,10 @@ def summarise(rows: Sequence[Mapping]) -> list[dict]:
                  "hole_ratio": float(np.mean([r["hole_ratio"] for r in rs]))}
         names = list(METRICS) + ([m for m in GAN_EXTRA if m != "seconds"] if s.startswith("gan") else []) + ["seconds"]
         for m in names:
-            vals = [v for v in (_value(r, s, m) for r in rs) if _finite(v)]
+            use = rs
+            if m == "seconds" and not all(r.get("includes_compile") for r in rs):
+                use = [r for r in rs if not r.get("includes_compile")]
+            vals = [v for v in (_value(r, s, m) for r in use) if _finite(v)]
             if vals:
                 entry[m] = float(np.mean(vals))
                 entry[f"{m}_std"] = float(np.std(vals))
@@ -171,18 +174,37 @@ def plot_metric(summary: Sequence[Mapping], metric: str, families: Sequence[str]
     _save(fig, path)
 
 
-def _grid_values(summary, families, ratios, metric, baselines):
-    """[F, R] GAN mean-of-K minus the best baseline, signed so that > 0 = GAN better (NaN: no case)."""
+def _grid_values(summary, families, ratios, metric, baselines, series: str = "gan_mean"):
+    """[F, R] the GAN series minus the best baseline, signed so that > 0 = GAN better (NaN: no case)."""
     sign = 1.0 if HIGHER_IS_BETTER[metric] else -1.0
     d = np.full((len(families), len(ratios)), np.nan)
     for i, fam in enumerate(families):
         for j, r in enumerate(ratios):
             cell = {e["series"]: e.get(metric) for e in summary if e["family"] == fam and e["ratio"] == r}
             base = [cell[b] for b in baselines if _finite(cell.get(b))]
-            if _finite(cell.get("gan_mean")) and base:
+            if _finite(cell.get(series)) and base:
                 best = max(base) if HIGHER_IS_BETTER[metric] else min(base)
-                d[i, j] = sign * (cell["gan_mean"] - best)
+                d[i, j] = sign * (cell[series] - best)
     return d
+
+
+def verdict(summary, families, ratios, baselines) -> list[str]:
+    """Where the GAN beats the best baseline of the same (family, ratio): one line per GAN series."""
+    if not baselines:
+        return []
+    out = []
+    for series, who in (("gan_mean", "typical completion (mean of K)"), ("gan_best", "best of K")):
+        parts = []
+        for metric in ("lpips_hole", "psnr_hole"):
+            d = _grid_values(summary, families, ratios, metric, baselines, series)
+            n = int(np.isfinite(d).sum())
+            wins = [f"{families[i]} {ratios[j]:g}" for i, j in zip(*np.nonzero(np.nan_to_num(d, nan=-1.0) > 0))]
+            text = f"better {LABELS[metric].replace(' (dB)', '')} in {len(wins)} of {n} cells"
+            if wins and len(wins) < n:
+                text += f" ({', '.join(wins)})"
+            parts.append(text)
+        out.append(f"GAN, {who}: {'; '.join(parts)}")
+    return out
 
 
 def plot_advantage(summary, families, ratios, baselines, path: str) -> None:
@@ -246,10 +268,12 @@ def plot_gan(summary, families, path: str) -> list[str]:
             if es:
                 ax.plot([e["hole_ratio"] * 100 for e in es], [e[metric] for e in es], marker="o", color=f"C{k}",
                         label=fam)
-        ax.set_title(LABELS[metric] + ("" if metric == "seconds" else
-                                       " (higher is better)" if metric != "diversity" else ""), fontsize=10)
+        note = {"diversity": " (how different the K are)", "seconds": " (first case of a run left out)"}
+        ax.set_title(LABELS[metric] + note.get(metric, " (higher is better)"), fontsize=10)
         ax.set_xlabel("hole (% of the image)")
         ax.set_xlim(0, 100)
+        if metric in ("diversity", "seconds", "constraint_success_rate"):
+            ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False, fontsize=9)
@@ -342,7 +366,7 @@ def _fmt(metric: str, v) -> str:
     if metric.startswith("psnr"):
         return f"{v:.2f}"
     if metric == "seconds":
-        return f"{v:.2f}" if v < 100 else f"{v:.0f}"
+        return f"{v:.3g}" if v < 100 else f"{v:.0f}"
     if metric == "constraint_success_rate":
         return f"{100 * v:.0f} %"
     return f"{v:.3f}"
@@ -392,7 +416,7 @@ def _case_html(out: str, row: Mapping, tiles: Sequence[Mapping], caption: str) -
     for t, img in zip(tiles, picture_tiles(pic, len(tiles))):
         kind = "gt" if t["label"] == "ground truth" else "gan" if t.get("method") == "gan" else ""
         sub = "" if t.get("method") is None else \
-            f'<br>{t["psnr_hole"]:.1f} dB · {t["lpips_hole"]:.3f}'
+            f'<br>{t["psnr_hole"]:.1f} dB · LPIPS {t["lpips_hole"]:.3f}'
         parts.append(f'<div class="tile {kind}"><img src="{_jpeg_uri(img)}" alt="{html.escape(t["label"])}">'
                      f'{html.escape(t["label"])}{sub}</div>')
     return f'<div class="case"><div class="cap">{caption}</div><div class="tiles">{"".join(parts)}</div></div>'
@@ -420,7 +444,7 @@ def write_html(path: str, out: str, meta: Mapping, rows: Sequence[Mapping], summ
     targets = (f"{meta['n_targets']} images" if t["kind"] == "images" else
                f"{meta['n_targets']} samples of the generator (truncation psi {t['truncation_psi']:g}; their exact "
                "completion is in the search space)")
-    secs = [r["seconds"] for r in gan_rows if _finite(r.get("seconds"))]
+    secs = [r["seconds"] for r in gan_rows if _finite(r.get("seconds")) and not r.get("includes_compile")]
     constraints = ", ".join([f'"{p}"' + (f" x{w:g}" if w != 1 else "") for p, w in meta["prompts"]]
                             + [f"{k}={v:g}" for k, v in meta["attributes"].items()]) or "none"
     h = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>jax-inpaint evaluation</title>"
@@ -438,8 +462,8 @@ def write_html(path: str, out: str, meta: Mapping, rows: Sequence[Mapping], summ
          f"{html.escape(_seed_text(meta['seeds']))}); options: {html.escape(_options_text(meta))}; "
          f"constraints: {html.escape(constraints)}</td></tr>",
          f"<tr><td>baselines</td><td>{html.escape(', '.join(methods) or 'none')}</td></tr>",
-         f"<tr><td>time</td><td>GAN: median {np.median(secs) if secs else float('nan'):.2f} s per case "
-         f"(the first case of a run includes compiling)</td></tr>",
+         f"<tr><td>time</td><td>GAN: median {_fmt('seconds', np.median(secs) if secs else None)} s per case "
+         f"(not counting the first case of a run, which includes compiling)</td></tr>",
          "</table>"]
     if meta["notes"]:
         h.append('<div class="notes"><b>Notes</b><ul>' + "".join(f"<li>{html.escape(n)}</li>" for n in meta["notes"])
@@ -456,6 +480,10 @@ def write_html(path: str, out: str, meta: Mapping, rows: Sequence[Mapping], summ
              "completions are inside the hole. Plots show the mean over the targets with ± 1 standard "
              "deviation bands; tables give mean ± std, the best single-image method in bold.</div>")
     h.append("<h2>Overview</h2>")
+    said = verdict(summary, fams, [r for r in meta["ratios"] if any(e["ratio"] == r for e in summary)], methods)
+    if said:
+        h.append("<p>Where the GAN prior helps: compared with the best baseline of the same family and hole ratio "
+                 "(a cell), the GAN has</p><ul>" + "".join(f"<li>{html.escape(x)}</li>" for x in said) + "</ul>")
     for key in ("advantage", "overview"):
         if key in plots:
             h.append(f'<img class="plot" src="{_png_uri(plots[key])}" alt="{key}">')
@@ -520,7 +548,7 @@ def write_report(out: str, rows: Sequence[Mapping], meta: Mapping[str, Any], *,
     """Write the CSV/JSON, plots, sample sheets and report.html into `out`; returns {name: path}."""
     tiles = tiles or {}
     files = {}
-    extra = [c for c in ("constraint_success_rate", "dropped_seeds") if any(c in r for r in rows)]
+    extra = [c for c in ("constraint_success_rate", "dropped_seeds", "includes_compile") if any(c in r for r in rows)]
     files["csv"] = os.path.join(out, "results.csv")
     write_csv(files["csv"], rows, list(COLUMNS) + extra)
     summary = summarise(rows)

@@ -122,13 +122,16 @@ def _weakest_attribute(models, run):
     return cls, cls.labels[int(np.argmin(p))], p
 
 
+EPS = {"bce": 0.3, "margin": 0.3, "lse": 0.3}
+
+
 @pytest.fixture(scope="module")
 def attr_runs(models, target, hole, free_run):
     cls, name, p_free = _weakest_attribute(models, free_run)
     runs = {}
-    for kind in ("bce", "margin", "lse"):
+    for kind, eps in EPS.items():
         runs[kind] = inpaint(target, hole, models["G"], seeds=range(K), progress=False, attributes={name: 1.0},
-                             classifier=cls, attr_loss=kind, attr_weight=20.0, attr_epsilon=0.3, **FAST)
+                             classifier=cls, attr_loss=kind, attr_weight=20.0, attr_epsilon=eps, **FAST)
     return cls, name, p_free, runs
 
 
@@ -136,25 +139,25 @@ def test_attribute_target_raises_its_probability(attr_runs):
     cls, name, p_free, runs = attr_runs
     j = cls.labels.index(name)
     p = np.array([e["attributes"][name] for e in runs["bce"].metrics["seeds"]])
-    assert p.mean() > p_free[j] + 0.2, (p, p_free[j])
-    print("P", p, p_free[j], {k: [round(e["attributes"][name], 3) for e in r.metrics["seeds"]] for k, r in runs.items()}, [e["constraints_met"] for e in runs["bce"].metrics["seeds"]])
-    assert runs["bce"].metrics["constraint_success_rate"] >= 0.75
+    assert p.mean() > p_free[j] + 0.3, (p, p_free[j])
+    assert runs["bce"].metrics["constraint_success_rate"] == 1.0
 
 
 def test_margin_and_lse_stop_pushing_past_epsilon(attr_runs):
+    """Plain BCE keeps pushing the probability up; max(BCE, eps) stops at eps. The LogSumExp relaxation
+    meets the target too; its push fades by sigmoid(BCE - eps) past eps (checked exactly in
+    test_attribute_loss_variants: with Adam, which normalises gradient scale, a faded push still moves
+    the hole, which nothing else constrains, so a run alone cannot show the fade)."""
     cls, name, _, runs = attr_runs
-
-    def final_bce(run):
-        return np.array([e["terms"]["attributes"] for e in run.metrics["seeds"]])
-
-    bce_plain = np.array([-np.log(e["attributes"][name]) for e in runs["bce"].metrics["seeds"]])
-    bce_margin = np.array([-np.log(e["attributes"][name]) for e in runs["margin"].metrics["seeds"]])
-    bce_lse = np.array([-np.log(e["attributes"][name]) for e in runs["lse"].metrics["seeds"]])
-    eps = 0.3
-    assert np.all(bce_plain < 0.5 * eps), bce_plain  # plain BCE keeps pushing
-    assert np.all(bce_margin > 0.5 * eps) and np.all(bce_margin < 2 * eps), bce_margin  # stops near eps
-    assert np.all(bce_lse > bce_plain), (bce_lse, bce_plain)  # pushes, but less
-    assert np.all(final_bce(runs["margin"]) >= eps - 1e-6)
+    bce = {k: np.array([-np.log(e["attributes"][name]) for e in r.metrics["seeds"]]) for k, r in runs.items()}
+    eps = EPS["margin"]
+    assert np.all(bce["margin"] > 0.6 * eps) and np.all(bce["margin"] < 1.5 * eps), bce["margin"]
+    assert bce["bce"].mean() < 0.6 * bce["margin"].mean(), (bce["bce"], bce["margin"])
+    terms = np.array([e["terms"]["attributes"] for e in runs["margin"].metrics["seeds"]])
+    assert np.all(terms >= eps - 1e-6)
+    assert runs["lse"].metrics["constraint_success_rate"] == 1.0
+    lse_terms = np.array([e["terms"]["attributes"] for e in runs["lse"].metrics["seeds"]])
+    assert np.allclose(lse_terms, np.log(np.exp(bce["lse"]) + np.exp(eps)), atol=0.05)
 
 
 def test_attribute_loss_variants():
@@ -164,8 +167,14 @@ def test_attribute_loss_variants():
     assert np.isclose(attribute_loss(logits, t, "bce", 0.1), bce.mean())
     assert np.isclose(attribute_loss(logits, t, "margin", 0.1), np.maximum(bce, 0.1).mean())
     assert np.isclose(attribute_loss(logits, t, "lse", 0.1), np.log(np.exp(bce) + np.exp(0.1)).mean())
-    g = jax.grad(lambda x: attribute_loss(x, t[:1], "margin", 0.1))(logits[:1])
-    assert float(g[0]) == 0.0  # below eps: no push at all
+    x = logits[:1]  # BCE 0.049, below eps = 0.1 and far below eps = 3
+
+    def grad(kind, eps):
+        return float(jax.grad(lambda v: attribute_loss(v, t[:1], kind, eps))(x)[0])
+
+    assert grad("margin", 0.1) == 0.0  # below eps: no push at all
+    assert abs(grad("lse", 3.0)) < 0.06 * abs(grad("bce", 3.0))  # fades: sigmoid(BCE - eps) of the push
+    assert abs(grad("lse", 0.1)) > 0.4 * abs(grad("bce", 0.1))
 
 
 def test_prompt_raises_clip_similarity(models, target, hole, free_run):
