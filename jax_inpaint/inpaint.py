@@ -14,7 +14,7 @@ from PIL import Image
 
 from jax_inpaint import images
 from jax_inpaint.errors import InputError
-from jax_inpaint.objective import Constraints, Models, Objective, masked_mse
+from jax_inpaint.objective import Constraints, Models, Objective
 from jax_inpaint.recipe import InpaintConfig, load_config
 from jax_inpaint.search import SearchResult, batches, default_batch, get_search, w_statistics
 
@@ -127,31 +127,56 @@ def _psnr(mse):
     return float(10 * np.log10(4.0 / max(float(mse), 1e-12)))  # data range 2 ([-1, 1])
 
 
+_JITTED: dict = {}
+
+
+def _jitted(key, fn):
+    """One compiled function per key (model type + config), reused by every later call."""
+    if key not in _JITTED:
+        _JITTED[key] = jax.jit(fn)
+    return _JITTED[key]
+
+
+def _lpips_metrics(lp, raw, comp, target, hole):
+    """known-region LPIPS of each raw output [K], and LPIPS between completions inside the hole [K(K-1)/2]."""
+
+    def fn(params, raw, comp, target, hole):
+        k = raw.shape[0]
+        known = jnp.broadcast_to(1.0 - hole, (k,) + hole.shape)
+        known_lp = lp.masked_input_distance(params, raw, jnp.broadcast_to(target, raw.shape), known)
+        ii, jj = np.triu_indices(k, 1)
+        pair = lp.masked_input_distance(params, comp[ii], comp[jj], jnp.broadcast_to(hole, (len(ii),) + hole.shape))
+        return known_lp, pair
+
+    f = _jitted(("lpips-metrics", lp.config), fn)
+    return f(lp.params, jnp.asarray(raw), jnp.asarray(comp), jnp.asarray(target)[None], jnp.asarray(hole, jnp.float32))
+
+
 def compute_metrics(objective: Objective, frozen, res: SearchResult, raw: np.ndarray, comp: np.ndarray,
                     target: np.ndarray, hole: np.ndarray) -> dict:
     """Per seed: losses, known-region PSNR and LPIPS, CLIP similarity and attribute probabilities
     with constraint success; across seeds: diversity (mean pairwise LPIPS inside the hole)."""
-    m, cfg, cons = objective.models, objective.cfg, objective.constraints
-    known = jnp.asarray(~hole, jnp.float32)
-    raw_j, comp_j, tgt = jnp.asarray(raw), jnp.asarray(comp), jnp.asarray(target)[None]
+    m, cons = objective.models, objective.constraints
+    known = ~hole
     per_seed = []
-    lp_known = lp_div = None
+    lp_known = pairs = None
     if m.lpips is not None:
-        lp_known = np.asarray(m.lpips.masked_input_distance(m.lpips.params, raw_j, jnp.broadcast_to(tgt, raw_j.shape),
-                                                            jnp.broadcast_to(known, raw_j.shape[:3])))
+        lp_known, pairs = (np.asarray(a) for a in _lpips_metrics(m.lpips, raw, comp, target, hole))
     probs = sims = base_sims = None
     if m.classifier is not None:
-        probs = np.asarray(jax.nn.sigmoid(m.classifier.logits(m.classifier.params, comp_j)))
+        cls = m.classifier
+        probs = np.asarray(_jitted(("probs", cls.config), cls.probs)(cls.params, jnp.asarray(comp)))
     if cons.prompts:
-        sims = np.asarray(objective.clip_similarity(frozen, comp_j))
-        fill = np.where(hole[..., None], target[~hole].mean(axis=0), target)  # the photo with a neutral hole
-        base_sims = np.asarray(objective.clip_similarity(frozen, jnp.asarray(fill)[None]))[0]
+        fill = np.where(hole[..., None], target[known].mean(axis=0), target)  # the photo with a neutral hole
+        both = jnp.asarray(np.concatenate([comp, fill[None]]))
+        s = np.asarray(_jitted(("clip-sim", m.clip.config), objective.clip_similarity)(frozen, both))
+        sims, base_sims = s[:-1], s[-1]
     for i, seed in enumerate(res.seeds):
         step = int(res.best_step[i])
+        known_mse = float(np.mean(np.square(raw[i] - target)[known]))
         entry: dict[str, Any] = {"seed": int(seed), "best_step": step, "best_loss": float(res.best_loss[i]),
                                  "terms": {k: float(v[step, i]) for k, v in res.history.items() if k != "loss"},
-                                 "known_psnr": _psnr(masked_mse(raw_j[i:i + 1], tgt, known)),
-                                 "known_mse": float(masked_mse(raw_j[i:i + 1], tgt, known))}
+                                 "known_psnr": _psnr(known_mse), "known_mse": known_mse}
         if lp_known is not None:
             entry["known_lpips"] = float(lp_known[i])
         constraints = {}
@@ -169,13 +194,8 @@ def compute_metrics(objective: Objective, frozen, res: SearchResult, raw: np.nda
             entry["constraints_met"] = constraints
         per_seed.append(entry)
     out: dict[str, Any] = {"seeds": per_seed, "hole_ratio": float(hole.mean())}
-    if m.lpips is not None and len(res.seeds) > 1:
-        hole_known = jnp.asarray(hole, jnp.float32)
-        k = len(res.seeds)
-        ii, jj = np.triu_indices(k, 1)
-        d = m.lpips.masked_input_distance(m.lpips.params, comp_j[ii], comp_j[jj],
-                                          jnp.broadcast_to(hole_known, (len(ii),) + hole.shape))
-        out["diversity_hole_lpips"] = float(np.mean(np.asarray(d)))
+    if pairs is not None and pairs.size:
+        out["diversity_hole_lpips"] = float(pairs.mean())
     if cons.prompts:
         out["clip_similarity_input"] = {p: float(base_sims[j]) for j, (p, _) in enumerate(cons.prompts)}
     if per_seed and any("constraints_met" in e for e in per_seed):
@@ -191,29 +211,15 @@ def _load(obj, loader):
     return loader(obj) if isinstance(obj, (str, os.PathLike)) else obj
 
 
-def inpaint(image, mask, generator, *, seeds: Sequence[int] = tuple(range(8)), config: str | None = None,
-            prompts: Sequence[str | tuple[str, float]] | None = None, attributes: Mapping[str, float] | None = None,
-            clip=None, classifier=None, discriminator=None, lpips_model=None, class_idx: int | None = None,
-            invert_mask: bool = False, progress: bool = True, **options) -> InpaintResult:
-    """Fill the hole of `image` K = len(seeds) ways by searching the generator's latent space.
+def build_objective(generator, cfg: InpaintConfig, *, prompts=None, attributes=None, clip=None, classifier=None,
+                    discriminator=None, lpips_model=None, class_idx: int | None = None) -> Objective:
+    """Load what the options need (models given as objects or folders) and build the objective.
 
-    image: a path, or uint8 / [-1,1] float HWC array; mask: a path (white = hole), a preset
-    ('center', 'left', 'right', 'top', 'bottom', 'rect:x,y,w,h') or a bool array (True = hole);
-    generator: a Generator or a model folder (clip, classifier likewise). `config` is a YAML file or a
-    preset name (default, nvidia, fast); `options` override single InpaintConfig fields.
+    LPIPS is loaded even when the search does not use it: the metrics (known-region LPIPS, diversity) do.
     """
     from jax_inpaint.stylegan2 import load_discriminator, load_generator
 
-    cfg = config if isinstance(config, InpaintConfig) else load_config(config, **options)
-    if isinstance(config, InpaintConfig) and options:
-        cfg = cfg.replace(**{k: v for k, v in options.items() if v is not None})
-    seeds = [int(s) for s in seeds]
-    if not seeds:
-        raise InputError("no seeds given")
-    if len(set(seeds)) != len(seeds):
-        raise InputError("seeds must be distinct")
     G = _load(generator, load_generator)
-    inputs = prepare_inputs(image, mask, G.img_resolution, invert_mask=invert_mask)
     constraints = Constraints.make(attributes, prompts)
     c = None
     if G.c_dim:
@@ -221,9 +227,6 @@ def inpaint(image, mask, generator, *, seeds: Sequence[int] = tuple(range(8)), c
         c = class_vector(G, class_idx, 1)[0]
     elif class_idx is not None:
         raise InputError("--class given, but the generator is not conditional")
-    if lpips_model is None and cfg.lpips > 0:
-        from jax_inpaint.lpips import load_lpips
-        lpips_model = load_lpips()
     if constraints.prompts and clip is None:
         raise InputError("prompts need a CLIP model folder (--clip)")
     if constraints.attributes and classifier is None:
@@ -232,34 +235,31 @@ def inpaint(image, mask, generator, *, seeds: Sequence[int] = tuple(range(8)), c
         if not isinstance(generator, (str, os.PathLike)):
             raise InputError("the realism term needs the discriminator: pass discriminator=")
         discriminator = generator  # the converted folder holds D beside G
+    if lpips_model is None:
+        from jax_inpaint.lpips import load_lpips
+        lpips_model = load_lpips()
     models = Models(G=G, lpips=lpips_model,
                     clip=None if clip is None else _load(clip, _loader("clip", "load_clip")),
                     classifier=None if classifier is None else _load(classifier, _loader("vit", "load_classifier")),
                     D=None if cfg.realism <= 0 else _load(discriminator, load_discriminator))
-    objective = Objective(models, cfg, constraints, c)
-    frozen = objective.frozen()
-    _, w_std = w_statistics(G)
-    target = jnp.asarray(inputs.target)
-    known = jnp.asarray(~inputs.hole, jnp.float32)
-    batch = default_batch(len(seeds), cfg)
-    search = get_search(objective, batch)
-    parts = []
-    bar = _progress_bar(progress, cfg.steps * len(batches(seeds, batch)), len(seeds))
-    try:
-        for group in batches(seeds, batch):
-            parts.append(search.run(group, frozen, target, known, w_std,
-                                    progress=None if bar is None else _bar_update(bar)))
-    finally:
-        if bar is not None:
-            bar.close()
-    res = _merge(parts)
+    return Objective(models, cfg, constraints, c)
+
+
+def resolve_config(config=None, **options) -> InpaintConfig:
+    """An InpaintConfig from a config object / YAML path / preset name, plus option overrides."""
+    if isinstance(config, InpaintConfig):
+        return config.replace(**{k: v for k, v in options.items() if v is not None})
+    return load_config(config, **options)
+
+
+def finish(objective: Objective, frozen, res: SearchResult, inputs: Inputs) -> InpaintResult:
+    """From the search's best iterates to the completions, their metrics and the result object."""
+    G, cfg = objective.models.G, objective.cfg
     dropped = [s for s, a in zip(res.seeds, res.alive) if not a]
     if dropped and len(dropped) == len(res.seeds):
         raise InputError(f"every seed's loss became NaN/inf (seeds {dropped}); try a lower learning rate")
-    keep = np.asarray(res.alive, bool)
-    res = _select(res, keep)
-    raw = np.asarray(jax.jit(jax.vmap(lambda ws, nz: G.synthesize(frozen["G"], ws[None], nz)[0]))(
-        jnp.asarray(res.ws), _noise_arrays(res.noise)))
+    res = _select(res, np.asarray(res.alive, bool))
+    raw = np.asarray(G.synthesis(res.ws, noise=res.noise) if res.noise else G.synthesis(res.ws, noise_mode="none"))
     comp = composite(raw, inputs.target, inputs.hole, cfg.feather)
     metrics = compute_metrics(objective, frozen, res, raw, comp, inputs.target, inputs.hole)
     if dropped:
@@ -269,15 +269,49 @@ def inpaint(image, mask, generator, *, seeds: Sequence[int] = tuple(range(8)), c
                          metrics, cfg, inputs.notices)
 
 
+def inpaint(image, mask, generator, *, seeds: Sequence[int] = tuple(range(8)), config=None,
+            prompts: Sequence[str | tuple[str, float]] | None = None, attributes: Mapping[str, float] | None = None,
+            clip=None, classifier=None, discriminator=None, lpips_model=None, class_idx: int | None = None,
+            invert_mask: bool = False, progress: bool = True, **options) -> InpaintResult:
+    """Fill the hole of `image` K = len(seeds) ways by searching the generator's latent space.
+
+    image: a path, or uint8 / [-1,1] float HWC array; mask: a path (white = hole), a preset
+    ('center', 'left', 'right', 'top', 'bottom', 'rect:x,y,w,h') or a bool array (True = hole);
+    generator: a Generator or a model folder (clip, classifier likewise). `config` is an InpaintConfig,
+    a YAML file or a preset name (default, nvidia, fast); `options` override single InpaintConfig fields.
+    """
+    cfg = resolve_config(config, **options)
+    seeds = [int(s) for s in seeds]
+    if not seeds:
+        raise InputError("no seeds given")
+    if len(set(seeds)) != len(seeds):
+        raise InputError("seeds must be distinct")
+    objective = build_objective(generator, cfg, prompts=prompts, attributes=attributes, clip=clip,
+                                classifier=classifier, discriminator=discriminator, lpips_model=lpips_model,
+                                class_idx=class_idx)
+    G = objective.models.G
+    inputs = prepare_inputs(image, mask, G.img_resolution, invert_mask=invert_mask)
+    frozen = objective.frozen()
+    _, w_std = w_statistics(G)
+    batch = default_batch(len(seeds), cfg)
+    search = get_search(objective, batch)
+    parts = []
+    bar = _progress_bar(progress, cfg.steps * len(batches(seeds, batch)), len(seeds))
+    try:
+        for group in batches(seeds, batch):
+            parts.append(search.run(group, frozen, inputs.target, ~inputs.hole, w_std,
+                                    progress=None if bar is None else _bar_update(bar)))
+    finally:
+        if bar is not None:
+            bar.close()
+    return finish(objective, frozen, _merge(parts), inputs)
+
+
 def _loader(module: str, fn: str):
     def load(path):
         import importlib
         return getattr(importlib.import_module(f"jax_inpaint.{module}"), fn)(path)
     return load
-
-
-def _noise_arrays(noise):
-    return {n: jnp.asarray(v) for n, v in noise.items()} if noise else None
 
 
 def _merge(parts: list[SearchResult]) -> SearchResult:
