@@ -400,5 +400,60 @@ def evaluate_cmd(images, max_images, gan_samples, truncation_psi, families, rati
         click.echo(f"  {line}")
     click.echo(f"report: {result.files['html']}")
 
+# ---------------------------------------------------------------------------------------------
+# Batch inpainting (devices, hosts, resume).
+
+@main.command("inpaint-batch")
+@click.option("--images", type=click.Path(file_okay=False), default=None, help="Folder of images to inpaint.")
+@click.option("--masks", type=click.Path(file_okay=False), default=None,
+              help="Folder of masks named like the images (white = hole).")
+@click.option("--mask", "-m", default=None, help="One mask file or preset for every image (center, left, rect:...).")
+@click.option("--manifest", type=click.Path(dir_okay=False), default=None,
+              help="CSV or JSONL with columns image, mask, prompt, attributes (and optionally id).")
+@inpaint_inputs
+@click.option("--out", "-o", required=True, type=click.Path(file_okay=False),
+              help="Output folder: one sub-folder per image, results.<host>.jsonl, summary.json.")
+@click.option("--per-device", type=int, default=None,
+              help="(image, seed) pairs per device per compiled step [default: the number of seeds].")
+@click.option("--coordinator", default=None, help="HOST:PORT of process 0, for several hosts (jax.distributed).")
+@click.option("--num-processes", type=int, default=None, help="Number of hosts (with --coordinator).")
+@click.option("--process-id", type=int, default=None, help="This host's index (with --coordinator).")
+@click.option("--distributed", is_flag=True,
+              help="Initialise jax.distributed from the environment (TPU pods, SLURM, ...).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def inpaint_batch(images, masks, mask, manifest, generator, seeds, config, class_idx, prompts, clip, attributes,
+                  classifier, out, per_device, coordinator, num_processes, process_id, distributed, quiet, **options):
+    """Inpaint a folder or manifest of images K ways each, on every local device and host.
+
+    (image, seed) pairs are spread data-parallel over a mesh of this host's devices; each host takes
+    every N-th image. Rerunning the same command skips finished images and retries failed ones.
+    Exit code 1 when any image failed (see summary.json).
+    """
+    from jax_inpaint import batch as B
+
+    from jax_inpaint.inpaint import parse_attributes
+
+    B.initialize_distributed(coordinator, num_processes, process_id, auto=distributed)
+    items = B.read_items(images=images, masks=masks, mask=mask, manifest=manifest)
+    # --prompt / --attribute apply to the images whose manifest row gives none of their own
+    items = [B.dataclasses.replace(it, prompts=it.prompts or tuple(parse_prompts(prompts)),
+                                   attributes=it.attributes or tuple(parse_attributes(attributes).items()))
+             for it in items]
+    summary = B.run_batch(items, generator, out, seeds=seeds, config=config, clip=clip, classifier=classifier,
+                          class_idx=class_idx, per_device=per_device, progress=not quiet, **options)
+    click.echo(f"host {B.jax.process_index()}: {summary.ok} done, {summary.failed} failed, {summary.skipped} "
+               f"already done, on {summary.devices} device(s), {summary.images_per_second:.3g} images/s")
+    B.barrier("jax-inpaint-batch-done")
+    failed = summary.failed
+    if B.jax.process_index() == 0:
+        total = B.write_summary(out, items, [summary])
+        failed = len(total["failed"]) + len(total["missing"])
+        click.echo(f"{total['ok']}/{total['total']} images done; summary: {out}/summary.json")
+        for f in total["failed"]:
+            click.echo(f"  failed: {f['item']}: {f['error']}", err=True)
+    if failed:
+        raise SystemExit(1)
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
