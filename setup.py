@@ -8,9 +8,12 @@ setup(
     "masked latent search in W/W+, K diverse completions in one compiled call.",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
-    packages=find_packages(include=["jax_inpaint", "jax_inpaint.*", "convert_weights", "convert_weights.*"]),
+    packages=find_packages(include=["jax_inpaint", "jax_inpaint.*", "convert_weights", "convert_weights.*"])
+    + ["jax_inpaint.configs"],
+    # The inpainting presets live in configs/ at the top of the repository and install as jax_inpaint/configs.
+    package_dir={"jax_inpaint.configs": "configs"},
     include_package_data=True,
-    package_data={"jax_inpaint": ["configs/*.yaml", "assets/**/*"]},
+    package_data={"jax_inpaint": ["assets/**/*"], "jax_inpaint.configs": ["*.yaml"]},
     python_requires=">=3.10",
     install_requires=[
         "jax>=0.4.30",

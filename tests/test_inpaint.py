@@ -282,3 +282,45 @@ def test_constraints_validation(models):
                   load_config(None, lpips=0.0), Constraints.make({"Not_An_Attribute": 1.0}))
     with pytest.raises(ValueError, match="probabilities"):
         Constraints.make({"Smiling": 2.0})
+
+
+# ---------------------------------------------------------------------------------------------
+# The other search options.
+
+def test_nvidia_recipe_optimises_noise_in_w(models, target, hole):
+    """The projector preset: W space, warm-up (lr 0 at step 0), decaying w noise, optimised and
+    renormalised noise maps under the autocorrelation regulariser."""
+    from jax_inpaint.search import lr_schedule
+    run = inpaint(target, hole, models["G"], seeds=[0, 1], config="nvidia", progress=False, steps=40, lpips=0.0,
+                  mse=1.0, chunk=20)
+    assert run.config.space == "w" and run.config.noise == "optimize"
+    assert float(lr_schedule(run.config)(0)) == 0.0 and float(lr_schedule(run.config)(20)) > 0
+    assert np.allclose(run.ws, run.ws[:, :1])  # one w broadcast to every layer
+    assert "noise_reg" in run.history and np.all(np.isfinite(run.history["noise_reg"]))
+    G = models["G"]
+    for name, v in run.noise.items():
+        assert v.shape == (2,) + G.config.noise_shapes[name]
+        assert not np.allclose(v[0], v[1])
+        np.testing.assert_allclose(v.mean(axis=(1, 2)), 0, atol=1e-4)  # renormalised after every step
+        np.testing.assert_allclose(np.square(v).mean(axis=(1, 2)), 1, atol=1e-3)
+    assert run.history["mse"][-1].mean() < run.history["mse"][0].mean()
+
+
+def test_z_init_with_the_realism_term(models, target, hole):
+    run = inpaint(target, hole, models["g_dir"], seeds=[0, 1], progress=False, steps=25, lpips=0.0, lr=0.05,
+                  init="z", realism=0.1, chunk=25)
+    assert "realism" in run.history and np.all(np.isfinite(run.history["realism"]))
+    assert not np.allclose(run.ws[0], run.ws[1])
+
+
+def test_conditional_generator_needs_a_class(data_dir, tmp_path):
+    sg = data_dir / "stylegan2"
+    convert_stylegan2(str(sg / "conditional_G_state.npz"), str(tmp_path / "c"),
+                      init_kwargs=str(sg / "conditional_G_config.json"))
+    G = load_generator(tmp_path / "c")
+    img = np.zeros((32, 32, 3), np.float32)
+    with pytest.raises(ValueError, match="--class"):
+        inpaint(img, "center", G, seeds=[0], progress=False, steps=5, lpips=0.0)
+    run = inpaint(img, "center", G, seeds=[0, 1], class_idx=2, progress=False, steps=10, lpips=0.0, chunk=10,
+                  init="z")
+    assert run.completions.shape == (2, 32, 32, 3)
