@@ -158,6 +158,8 @@ def compute_metrics(objective: Objective, frozen, res: SearchResult, raw: np.nda
     with constraint success; across seeds: diversity (mean pairwise LPIPS inside the hole)."""
     m, cons = objective.models, objective.constraints
     known = ~hole
+    # Scored as they are saved (PNG): in [-1, 1].
+    raw, comp, target = np.clip(raw, -1, 1), np.clip(comp, -1, 1), np.clip(target, -1, 1)
     per_seed = []
     lp_known = pairs = None
     if m.lpips is not None:

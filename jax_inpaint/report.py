@@ -118,13 +118,13 @@ def _csv_value(v):
 # ---------------------------------------------------------------------------------------------
 # Plots (matplotlib's object API with the Agg canvas: no pyplot state).
 
-def _figure(nplots: int, *, width: float = 3.6, height: float = 3.0, max_cols: int = 4):
+def _figure(nplots: int, *, width: float = 3.6, height: float = 3.0, max_cols: int = 4, sharey: bool = False):
     from matplotlib.figure import Figure
 
     ncols = min(nplots, max_cols)
     nrows = -(-nplots // ncols)
     fig = Figure(figsize=(width * ncols + 0.6, height * nrows + 0.9), dpi=110)
-    axes = fig.subplots(nrows, ncols, squeeze=False)
+    axes = fig.subplots(nrows, ncols, squeeze=False, sharey=sharey)
     for ax in axes.flat[nplots:]:
         ax.set_visible(False)
     return fig, list(axes.flat[:nplots])
@@ -148,8 +148,9 @@ def _style(s: str) -> dict:
 
 def plot_metric(summary: Sequence[Mapping], metric: str, families: Sequence[str], series: Sequence[str],
                 path: str) -> None:
-    """metric against the hole ratio, one panel per family, every series, +- 1 std bands."""
-    fig, axes = _figure(len(families))
+    """metric against the hole ratio, one panel per family (one y scale, to compare them), every series,
+    +- 1 std bands."""
+    fig, axes = _figure(len(families), sharey=True)
     arrow = "higher is better" if HIGHER_IS_BETTER[metric] else "lower is better"
     for ax, fam in zip(axes, families):
         for s in series:
@@ -167,8 +168,10 @@ def plot_metric(summary: Sequence[Mapping], metric: str, families: Sequence[str]
         ax.set_xlim(0, 100)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel(LABELS[metric])
+    for ax in axes:
+        ax.yaxis.set_tick_params(labelleft=True)
     handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False, fontsize=9)
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False, fontsize=9, handlelength=3.5)
     fig.suptitle(f"{LABELS[metric]} ({arrow}) against the hole size", fontsize=11)
     fig.tight_layout(rect=(0, 0.07, 1, 1))
     _save(fig, path)
@@ -483,7 +486,7 @@ def write_html(path: str, out: str, meta: Mapping, rows: Sequence[Mapping], summ
     said = verdict(summary, fams, [r for r in meta["ratios"] if any(e["ratio"] == r for e in summary)], methods)
     if said:
         h.append("<p>Where the GAN prior helps: compared with the best baseline of the same family and hole ratio "
-                 "(a cell), the GAN has</p><ul>" + "".join(f"<li>{html.escape(x)}</li>" for x in said) + "</ul>")
+                 "(a cell):</p><ul>" + "".join(f"<li>{html.escape(x)}</li>" for x in said) + "</ul>")
     for key in ("advantage", "overview"):
         if key in plots:
             h.append(f'<img class="plot" src="{_png_uri(plots[key])}" alt="{key}">')

@@ -78,6 +78,9 @@ class Search:
         self.G = objective.models.G
         self.batch = batch
         self.tx = optax.adam(lr_schedule(cfg), b1=0.9, b2=0.999, eps=1e-8)
+        # Equal chunks of at most cfg.chunk steps that cover the run (steps past the end are no-ops).
+        n_chunks = -(-cfg.steps // cfg.chunk)
+        self.chunk = -(-cfg.steps // n_chunks)
         self._init = jax.jit(jax.vmap(self._init_one, in_axes=(0, None, None, None)))
         self._chunk = jax.jit(self._run_chunk, donate_argnums=(0,))
 
@@ -147,7 +150,7 @@ class Search:
         def body(s, step):
             return step_all(s, step, frozen, targets, knowns, w_std)
 
-        return jax.lax.scan(body, state, t0 + jnp.arange(self.cfg.chunk))
+        return jax.lax.scan(body, state, t0 + jnp.arange(self.chunk))
 
     # Driving it ---------------------------------------------------------------------------------
     def run(self, seeds: Sequence[int], frozen, target: Array, known: Array, w_std: float,
@@ -188,9 +191,9 @@ class Search:
             losses.append(loss)
             terms_hist.append({n: np.asarray(v)[:, :k] for n, v in terms.items()})
             if progress is not None:
-                progress(min(self.cfg.chunk, self.cfg.steps - t0), loss[-1])
+                progress(min(self.chunk, self.cfg.steps - t0), loss[-1])
 
-        for t0 in range(0, self.cfg.steps, self.cfg.chunk):
+        for t0 in range(0, self.cfg.steps, self.chunk):
             state, out = self._chunk(state, jnp.asarray(t0, jnp.int32), frozen, targets, knowns, w_std)
             if pending is not None:
                 collect(*pending)
