@@ -147,3 +147,18 @@ def read_tree(folder: str | os.PathLike, name: str) -> dict:
     except Exception as e:  # orbax raises a variety of errors for damaged folders
         raise ModelFolderError(f"{path}: could not restore weights ({type(e).__name__}: {e})") from e
     return unflatten({k: np.asarray(v) for k, v in flatten(tree).items()})
+
+
+def load_params_folder(folder, kind: str, parse_config, expected_params, what: str):
+    """Read a single-tree model folder ('params'): its config (via `parse_config(meta['config'])`) and
+    weights, checked strictly against `expected_params(config)`. Returns (config, params)."""
+    meta = read_model_meta(folder, kind)
+    try:
+        cfg = parse_config(meta["config"])
+    except InputError:
+        raise
+    except (KeyError, TypeError, ValueError) as e:
+        raise ModelFolderError(f"{folder}: bad {what} config in {META_FILE} ({type(e).__name__}: {e})") from None
+    params = read_tree(folder, "params")
+    check_tree(expected_params(cfg), params, f"{folder}: params")
+    return cfg, params

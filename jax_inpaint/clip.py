@@ -298,13 +298,6 @@ def load_clip(folder) -> CLIP:
     from jax_inpaint import assets, checkpoint
 
     folder = assets.resolve_model(folder, KIND)
-    meta = checkpoint.read_model_meta(folder, KIND)
-    try:
-        cfg = CLIPConfig.from_dict(meta["config"]).validate(str(folder))
-    except (KeyError, TypeError, ValueError) as e:
-        if isinstance(e, InputError):
-            raise
-        raise InputError(f"{folder}: bad CLIP config in model.json ({type(e).__name__}: {e})") from None
-    params = checkpoint.read_tree(folder, "params")
-    checkpoint.check_tree(expected_params(cfg), params, f"{folder}: params")
+    cfg, params = checkpoint.load_params_folder(
+        folder, KIND, lambda c: CLIPConfig.from_dict(c).validate(str(folder)), expected_params, "CLIP")
     return CLIP(cfg, params, folder=os.fspath(folder))

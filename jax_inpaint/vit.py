@@ -150,13 +150,6 @@ def load_classifier(folder) -> Classifier:
     from jax_inpaint import assets, checkpoint
 
     folder = assets.resolve_model(folder, KIND)
-    meta = checkpoint.read_model_meta(folder, KIND)
-    try:
-        cfg = ClassifierConfig.from_dict(meta["config"]).validate(str(folder))
-    except (KeyError, TypeError, ValueError) as e:
-        if isinstance(e, InputError):
-            raise
-        raise InputError(f"{folder}: bad classifier config in model.json ({type(e).__name__}: {e})") from None
-    params = checkpoint.read_tree(folder, "params")
-    checkpoint.check_tree(expected_params(cfg), params, f"{folder}: params")
+    cfg, params = checkpoint.load_params_folder(
+        folder, KIND, lambda c: ClassifierConfig.from_dict(c).validate(str(folder)), expected_params, "classifier")
     return Classifier(cfg, params, folder=os.fspath(folder))
