@@ -88,14 +88,27 @@ class LPIPSModule(nn.Module):
     config: LPIPSConfig = LPIPSConfig()
 
     @nn.compact
-    def __call__(self, x: Array, y: Array) -> list[Array]:
-        """x, y [N,H,W,3] in [-1,1] -> per layer the lin-weighted squared feature differences [N, h_l, w_l]."""
-        n = x.shape[0]
+    def __call__(self, x: Array, y: Array | None = None, *, y_units: list[Array] | None = None,
+                 units_only: bool = False):
+        """x, y [N,H,W,3] in [-1,1] -> per layer the lin-weighted squared feature differences [N, h_l, w_l].
+
+        `y_units`: y's unit-normalised features from an earlier `units_only` call (a target that does not
+        change between calls); `units_only`: return x's unit-normalised features instead.
+        """
         shift, scale = jnp.asarray(SHIFT, x.dtype), jnp.asarray(SCALE, x.dtype)
-        feats = VGG16(self.config, name="VGG16_0")((jnp.concatenate([x, y]) - shift) / scale)  # one pass for both
+        vgg = VGG16(self.config, name="VGG16_0")
+        lins = [NetLinLayer(name=f"NetLinLayer_{i}") for i in range(len(self.config.taps))]
         eps = self.config.eps
-        return [NetLinLayer(name=f"NetLinLayer_{i}")(jnp.square(_unit(f[:n], eps) - _unit(f[n:], eps)))
-                for i, f in enumerate(feats)]
+        if y is not None:
+            n = x.shape[0]
+            feats = vgg((jnp.concatenate([x, y]) - shift) / scale)  # one pass for both
+            ux, uy = [_unit(f[:n], eps) for f in feats], [_unit(f[n:], eps) for f in feats]
+        else:
+            ux = [_unit(f, eps) for f in vgg((x - shift) / scale)]
+            if units_only:
+                return ux
+            uy = y_units
+        return [lin(jnp.square(a - b)) for lin, a, b in zip(lins, ux, uy)]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -185,6 +198,44 @@ class LPIPS:
             w = k[..., 0]
             out.append(jnp.sum(w * m, axis=(1, 2)) / jnp.maximum(jnp.sum(w, axis=(1, 2)), 1e-8))
         return jnp.stack(out, axis=1)
+
+    # A fixed target, prepared once: ---------------------------------------------------------------
+    def prepare(self, params, y: Array, known: Array | None = None, *, mode: str = "plain",
+                resize_to: int | None = None) -> dict:
+        """Precompute the target side of `distance` (mode 'plain'), `masked_input_distance` ('input') or
+        `masked_feature_distance` ('feature') for a target y [N,H,W,3] that stays fixed over many calls
+        (an optimisation loop); then `prepared_distance(params, x, prepared)` equals those functions."""
+        y = jnp.asarray(y, jnp.float32)
+        y = y[None] if y.ndim == 3 else y
+        k = None if known is None else _known_batch(known, y.shape)
+        if mode == "input":
+            y = y * k
+        elif mode not in ("plain", "feature"):
+            raise ValueError(f"unknown LPIPS mode {mode!r}")
+        out = {"units": self.module.apply({"params": params}, _resized(y, resize_to), units_only=True)}
+        if mode != "plain":
+            out["known"] = k
+        if mode == "feature":  # each layer's weight: the cells whose pixels are all known
+            k, weights = _resized(k, resize_to), []
+            for u in out["units"]:
+                while k.shape[1] > u.shape[1] or k.shape[2] > u.shape[2]:
+                    k = _min_pool(k)
+                weights.append(k[..., 0])
+            out["weights"] = weights
+        return out
+
+    def prepared_distance(self, params, x: Array, prepared: dict, *, resize_to: int | None = None) -> Array:
+        """LPIPS [N] of x against a target prepared by `prepare` (same mode and resize_to)."""
+        x = jnp.asarray(x, jnp.float32)
+        x = x[None] if x.ndim == 3 else x
+        if "known" in prepared and "weights" not in prepared:
+            x = x * prepared["known"]
+        units = [jnp.broadcast_to(u, (x.shape[0],) + u.shape[1:]) for u in prepared["units"]]
+        maps = self.module.apply({"params": params}, _resized(x, resize_to), y_units=units)
+        if "weights" in prepared:
+            return sum(jnp.sum(w * m, axis=(1, 2)) / jnp.maximum(jnp.sum(w, axis=(1, 2)), 1e-8)
+                       for w, m in zip(prepared["weights"], maps))
+        return sum(jnp.mean(m, axis=(1, 2)) for m in maps)
 
     def masked_feature_distance(self, params, x: Array, y: Array, known: Array, *,
                                 resize_to: int | None = None) -> Array:

@@ -191,8 +191,17 @@ class Objective:
         return cosine(emb, frozen["text_embeds"])
 
     # The loss -----------------------------------------------------------------------------------
-    def terms(self, frozen, ws: Array, noise, target: Array, known: Array) -> dict[str, Array]:
-        """Unweighted terms for ONE seed: ws [num_ws, w_dim], noise {name: [H, W]}, target [H,W,3], known [H,W]."""
+    def prepare_target(self, frozen, target: Array, known: Array) -> dict:
+        """What the loss needs of ONE item's fixed target, computed once (not at every step): LPIPS's
+        target-side features. target [H,W,3], known [H,W]."""
+        if self.cfg.lpips <= 0:
+            return {}
+        return {"lpips": self.models.lpips.prepare(frozen["lpips"], target[None], known, mode=self.cfg.lpips_mask,
+                                                   resize_to=self.cfg.lpips_resize or None)}
+
+    def terms(self, frozen, ws: Array, noise, target: Array, known: Array, prepared: dict) -> dict[str, Array]:
+        """Unweighted terms for ONE seed: ws [num_ws, w_dim], noise {name: [H, W]}, target [H,W,3], known [H,W],
+        prepared = prepare_target(frozen, target, known)."""
         cfg, m = self.cfg, self.models
         img = m.G.synthesize(frozen["G"], ws[None], None if noise is None else
                              {k: v[None] for k, v in noise.items()})  # [1,H,W,3]
@@ -201,7 +210,8 @@ class Objective:
         composite = clip_straight_through(known[None, :, :, None] * tgt + (1 - known[None, :, :, None]) * img)
         t = {"mse": masked_mse(img, tgt, known)}
         if cfg.lpips > 0:
-            t["lpips"] = self.lpips_masked(frozen["lpips"], img, tgt, known)[0]
+            t["lpips"] = self.models.lpips.prepared_distance(frozen["lpips"], img, prepared["lpips"],
+                                                             resize_to=self.cfg.lpips_resize or None)[0]
         if cfg.noise == "optimize" and cfg.noise_reg > 0:
             t["noise_reg"] = noise_regularization(noise)
         if cfg.w_avg_reg > 0:
@@ -222,8 +232,8 @@ class Objective:
         return {"mse": cfg.mse, "lpips": cfg.lpips, "noise_reg": cfg.noise_reg, "w_avg_reg": cfg.w_avg_reg,
                 "realism": cfg.realism, "attributes": cfg.attr_weight, "clip": cfg.clip_weight}
 
-    def loss(self, frozen, ws, noise, target, known) -> tuple[Array, dict[str, Array]]:
-        t = self.terms(frozen, ws, noise, target, known)
+    def loss(self, frozen, ws, noise, target, known, prepared) -> tuple[Array, dict[str, Array]]:
+        t = self.terms(frozen, ws, noise, target, known, prepared)
         w = self.weights()
         return sum(w[k] * v for k, v in t.items()), t
 

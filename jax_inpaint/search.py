@@ -111,7 +111,7 @@ class Search:
     def _ws(self, w: Array) -> Array:
         return jnp.broadcast_to(w, (self.G.num_ws, self.G.w_dim))
 
-    def _step_one(self, s, step, frozen, target, known, w_std):
+    def _step_one(self, s, step, frozen, target, known, w_std, prepared):
         cfg, obj = self.cfg, self.objective
         noise_key = jax.random.fold_in(s["key"], step)
 
@@ -120,7 +120,7 @@ class Search:
             if cfg.w_noise > 0:
                 w = w + w_noise_scale(cfg, step, w_std) * jax.random.normal(noise_key, w.shape)
             noise = v.get("noise", s["fixed_noise"])
-            return obj.loss(frozen, self._ws(w), noise if self.G.config.use_noise else None, target, known)
+            return obj.loss(frozen, self._ws(w), noise if self.G.config.use_noise else None, target, known, prepared)
 
         (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(s["vars"])
         updates, opt = self.tx.update(grads, s["opt"], s["vars"])
@@ -145,10 +145,11 @@ class Search:
         return out, (loss, terms)
 
     def _run_chunk(self, state, t0, frozen, targets, knowns, w_std):
-        step_all = jax.vmap(self._step_one, in_axes=(0, None, None, 0, 0, None))
+        prepared = jax.vmap(self.objective.prepare_target, in_axes=(None, 0, 0))(frozen, targets, knowns)
+        step_all = jax.vmap(self._step_one, in_axes=(0, None, None, 0, 0, None, 0))
 
         def body(s, step):
-            return step_all(s, step, frozen, targets, knowns, w_std)
+            return step_all(s, step, frozen, targets, knowns, w_std, prepared)
 
         return jax.lax.scan(body, state, t0 + jnp.arange(self.chunk))
 
