@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Measure the shipped demo models (the numbers of bench/RESULTS.md, section "Demo model").
 
-    python bench/demo_model.py --out /tmp/demo_bench            # writes demo_model.json, prints markdown
+    python bench/demo_model.py --out /tmp/demo_bench    # writes demo_model.json, prints the RESULTS.md section
 
 Everything is measured on renders of data set seeds that no training used (--seed, default 21) and
 on generated faces: the classifier's accuracy per attribute; the fraction of generated faces that the
@@ -64,7 +64,33 @@ def main():
     print(json.dumps({k: v for k, v in res["smiling_control"].items() if not k.startswith("p_")}, indent=1))
     with open(os.path.join(a.out, "demo_model.json"), "w") as f:
         json.dump(res, f, indent=1)
+    print(markdown(res))
     print(f"wrote {os.path.join(a.out, 'demo_model.json')}")
+
+
+def markdown(res: dict) -> str:
+    """The section of bench/RESULTS.md that these measurements fill."""
+    acc = res["classifier_accuracy"]
+    lines = [f"Machine: {res['machine']}; held-out data set seed {res['args']['seed']}.", "",
+             f"Classifier accuracy on {res['args']['accuracy_images']} held-out renders: mean "
+             f"{sum(acc.values()) / len(acc):.3f}, min {min(acc.values()):.3f} ({min(acc, key=acc.get)}); "
+             + ", ".join(f"{k} {v:.3f}" for k, v in acc.items()), "",
+             "| images | oracle plausible | classifier: label rules | decided attributes | rules and <= 2 undecided |",
+             "| --- | ---: | ---: | ---: | ---: |"]
+    for name, key in (("held-out renders", "renders_plausibility"), ("generated, psi 1", "generated_plausibility"),
+                      ("generated, psi 0.7", "generated_plausibility_psi0.7")):
+        r = res[key]
+        lines.append(f"| {name} (n={r['n']}) | {r['oracle_plausible']:.3f} | {r['classifier_rules']:.3f} | "
+                     f"{r['classifier_confident']:.3f} | {r['classifier_plausible']:.3f} |")
+    c, s = res["centre_hole"], res["smiling_control"]
+    lines += ["", f"Centre hole, {c['faces']} held-out faces x {c['seeds']} seeds: hole LPIPS "
+              f"{c['gan']['lpips_hole']:.4f} (GAN) vs {c['biharmonic']['lpips_hole']:.4f} (biharmonic); hole PSNR "
+              f"{c['gan']['psnr_hole']:.2f} vs {c['biharmonic']['psnr_hole']:.2f} dB; the GAN wins on "
+              f"{100 * c['gan_wins']:.0f}% of faces ({res['seconds_centre_hole']:.0f} s).",
+              f"Mouth hole with Smiling = 1: p(Smiling) > 0.5 on {100 * s['success_target1']:.0f}% of "
+              f"{s['faces']} x {s['seeds']} completions; with Smiling = 0: p < 0.5 on "
+              f"{100 * s['success_target0']:.0f}% ({res['seconds_smiling']:.0f} s)."]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

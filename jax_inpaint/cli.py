@@ -162,7 +162,7 @@ def inpaint_inputs(fn):
                      help="Model folder from `convert stylegan2`, or a shipped model name (demo-faces)."),
         click.option("--seeds", type=SEEDS, default="0-7", help="Seeds of the K completions, e.g. '0-7' or '1,5,9'."),
         click.option("--config", "config", default=None,
-                     help="YAML file or preset name in configs/ (default, nvidia, fast); options given here override it."),
+                     help="YAML file or preset name in configs/ (default, nvidia, fast, demo); options given here override it."),
         click.option("--class", "class_idx", type=int, default=None, help="Class index (conditional generators)."),
         click.option("--prompt", "prompts", multiple=True,
                      help="Text the hole should match (CLIP); repeatable; 'TEXT::WEIGHT' sets a weight."),

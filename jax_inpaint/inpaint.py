@@ -280,7 +280,7 @@ def inpaint(image, mask, generator, *, seeds: Sequence[int] = tuple(range(8)), c
     image: a path, or uint8 / [-1,1] float HWC array; mask: a path (white = hole), a preset
     ('center', 'left', 'right', 'top', 'bottom', 'rect:x,y,w,h') or a bool array (True = hole);
     generator: a Generator or a model folder (clip, classifier likewise). `config` is an InpaintConfig,
-    a YAML file or a preset name (default, nvidia, fast); `options` override single InpaintConfig fields.
+    a YAML file or a preset name (default, nvidia, fast, demo); `options` override single InpaintConfig fields.
     """
     cfg = resolve_config(config, **options)
     seeds = [int(s) for s in seeds]

@@ -119,7 +119,7 @@ def defaults() -> dict[str, Any]:
 
 
 def find_preset(name_or_path: str) -> pathlib.Path:
-    """A YAML path, or the name of a preset in configs/ ('default', 'nvidia', 'fast')."""
+    """A YAML path, or the name of a preset in configs/ ('default', 'nvidia', 'fast', 'demo')."""
     p = pathlib.Path(name_or_path)
     if p.is_file():
         return p

@@ -55,10 +55,11 @@ def label_rules(decisions: np.ndarray, labels: Sequence[str]) -> np.ndarray:
     return ok
 
 
-def plausibility_report(imgs_u8: np.ndarray, classifier=None, confident: float = 0.8) -> dict:
+def plausibility_report(imgs_u8: np.ndarray, classifier=None, confident: float = 0.8, undecided: int = 2) -> dict:
     """Fractions of images [N,R,R,3] (uint8) that pass the renderer's plausibility oracle (overall and per
-    check) and, with a classifier, whose attribute decisions obey `label_rules` and whose every attribute
-    probability is decided (p <= 1 - confident or p >= confident)."""
+    check) and, with a classifier: the fraction whose attribute decisions obey `label_rules`, the fraction
+    of attribute probabilities that are decided (p <= 1 - confident or p >= confident), and the fraction
+    of images that obey the rules with at most `undecided` undecided attributes."""
     from jax_inpaint.demo import faces
 
     checks = [faces.plausibility(im) for im in imgs_u8]
@@ -70,8 +71,9 @@ def plausibility_report(imgs_u8: np.ndarray, classifier=None, confident: float =
 
         p = predict(classifier, imgs_u8)
         rules = label_rules(p >= 0.5, classifier.labels)
-        sure = np.all((p >= confident) | (p <= 1 - confident), axis=1)
-        out.update(classifier_rules=float(rules.mean()), classifier_confident=float(sure.mean()),
+        decided = (p >= confident) | (p <= 1 - confident)
+        sure = (~decided).sum(axis=1) <= undecided
+        out.update(classifier_rules=float(rules.mean()), classifier_confident=float(decided.mean()),
                    classifier_plausible=float((rules & sure).mean()),
                    attribute_rates={name: float(np.mean(p[:, j] >= 0.5)) for j, name in enumerate(classifier.labels)})
     return out

@@ -6,7 +6,8 @@ Smiling = 1, and asking for Smiling = 0. One labelled grid (rows: free / Smiling
 the ground truth, the masked input, the K completions with the classifier's Smiling probability) and
 the three result folders of `save_result` are written to `out`.
 
-The search options are `DEMO_OPTIONS` (on top of the defaults): MSE only, no LPIPS. LPIPS runs VGG16
+The search options are `DEMO_OPTIONS`, the `demo` preset (configs/demo.yaml, also usable as
+`--config demo` with every command): MSE only, no LPIPS. LPIPS runs VGG16
 on every step, which at 32 pixels costs several times the generator itself on a CPU; on faces this
 simple the masked MSE alone finds good completions, and the demo must finish in about a minute.
 """
@@ -22,8 +23,17 @@ from jax_inpaint import images
 
 DEMO_DATA_SEED = 7        # the held-out faces: render_dataset(seed=7); training used seed 0, accuracy seed 1
 DEMO_MODEL = "demo-faces"
-DEMO_OPTIONS = dict(steps=150, lr=0.05, lr_decay=0.2, lpips=0.0, mse=1.0, feather=1.0, attr_weight=0.1,
-                    init_jitter=0.5, chunk=25)
+
+def _demo_options() -> dict:
+    """The `demo` preset (configs/demo.yaml): the options `jax-inpaint demo` adds to the defaults."""
+    import yaml
+
+    from jax_inpaint.recipe import find_preset
+
+    return dict(yaml.safe_load(find_preset("demo").read_text()))
+
+
+DEMO_OPTIONS = _demo_options()
 ROWS = (("free", None), ("smiling", {"Smiling": 1.0}), ("not_smiling", {"Smiling": 0.0}))
 TILE = 96                 # grid tiles are the 32-pixel images scaled up (nearest) to this size
 
