@@ -57,7 +57,7 @@ class GanTrainConfig:
     w_dim: int = 64
     mapping_layers: int = 4
     batch: int = 16
-    steps: int = 6000
+    steps: int = 10000
     lr: float = 0.0025
     beta2: float = 0.99
     r1_gamma: float = 0.01       # ADA's heuristic 0.0002 * res^2 / batch gives 0.0064 at 32 px, batch 32;
@@ -68,8 +68,8 @@ class GanTrainConfig:
     num_images: int = 40000
     data_seed: int = TRAIN_DATA_SEED
     seed: int = 0
-    sample_every: int = 500
-    checkpoint_every: int = 500
+    sample_every: int = 250
+    checkpoint_every: int = 250
 
     def __post_init__(self):
         if self.resolution < 16 or self.resolution & (self.resolution - 1):
