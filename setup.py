@@ -36,7 +36,7 @@ setup(
         # Only for reference checks against the PyTorch implementations; conversion itself
         # reads checkpoints without torch.
         "torch": ["torch>=2.1"],
-        "test": ["pytest>=7", "torch>=2.1"],
+        "test": ["pytest>=7", "pytest-xdist>=3", "torch>=2.1"],
     },
     entry_points={"console_scripts": ["jax-inpaint=jax_inpaint.cli:main"]},
 )
