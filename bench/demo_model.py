@@ -15,7 +15,6 @@ import os
 import time
 
 import jax
-import numpy as np
 
 from jax_inpaint import images
 from jax_inpaint.demo import quality
@@ -46,7 +45,7 @@ def main():
     res["renders_plausibility"] = quality.plausibility_report(imgs[:a.samples], clf)
     samples = quality.sample_faces(G, a.samples, key=jax.random.key(a.seed))
     res["generated_plausibility"] = quality.plausibility_report(samples, clf)
-    grid = images.image_grid([np.repeat(np.repeat(im, 2, 0), 2, 1) for im in samples[:64]], ncols=8, pad=2)
+    grid = images.image_grid([images.display_tile(im, 2 * G.img_resolution) for im in samples[:64]], ncols=8, pad=2)
     images.save_png(os.path.join(a.out, "generated_faces.png"), grid)   # to look at
     samples07 = quality.sample_faces(G, a.samples, key=jax.random.key(a.seed), truncation_psi=0.7)
     res["generated_plausibility_psi0.7"] = quality.plausibility_report(samples07, clf)

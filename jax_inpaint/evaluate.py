@@ -424,16 +424,6 @@ def _tile_size(resolution: int) -> int:
     return int(min(max(resolution, _GRID_TILE[0]), _GRID_TILE[1]))
 
 
-def _tile(img: np.ndarray, size: int) -> np.ndarray:
-    from PIL import Image
-
-    u8 = img if img.dtype == np.uint8 else imio.to_uint8(img)
-    if u8.shape[0] == size:
-        return u8
-    resample = Image.NEAREST if size > u8.shape[0] else Image.LANCZOS
-    return np.asarray(Image.fromarray(u8).resize((size, size), resample))
-
-
 _PAD, _LABEL = 2, 14  # the layout of a case picture (images.image_grid)
 
 
@@ -445,12 +435,13 @@ def case_picture(case: Case, completions: np.ndarray, seeds: Sequence[int], fill
     from jax_inpaint.inpaint import masked_preview
 
     size = _tile_size(case.target.image.shape[0])
-    tiles = [_tile(case.target.image, size), _tile(masked_preview(case.target.image, case.hole), size)]
+    tiles = [imio.display_tile(case.target.image, size),
+             imio.display_tile(masked_preview(case.target.image, case.hole), size)]
     info = [{"label": "ground truth", "method": None}, {"label": f"masked {100 * case.hole_ratio:.0f}%", "method": None}]
     fills_all = [(f"seed {s}", "gan", completions[i]) for i, s in enumerate(seeds)]
     fills_all += [(name, name, img) for name, img in fills.items()]
     for i, (label, method, img) in enumerate(fills_all):
-        tiles.append(_tile(img, size))
+        tiles.append(imio.display_tile(img, size))
         info.append({"label": label, "method": method, **{m: float(scores[m][i]) for m in METRICS}})
     labels = [e["label"] if e["method"] is None else f"{e['label']}  {e['psnr_hole']:.1f} dB" for e in info]
     return imio.image_grid(tiles, ncols=len(tiles), labels=labels, pad=_PAD, label_height=_LABEL), info

@@ -62,6 +62,16 @@ def center_crop_resize(img_u8: np.ndarray, size: int, resample=Image.LANCZOS) ->
     return np.asarray(im)
 
 
+def display_tile(img: np.ndarray, size: int) -> np.ndarray:
+    """uint8 (or [-1, 1] float) HWC image -> uint8 size x size for looking at: small images are
+    enlarged with nearest neighbours (pixels stay sharp), large ones reduced with Lanczos."""
+    u8 = np.asarray(img) if np.asarray(img).dtype == np.uint8 else to_uint8(img)
+    if u8.shape[0] == size and u8.shape[1] == size:
+        return u8
+    resample = Image.NEAREST if size > u8.shape[0] else Image.LANCZOS
+    return np.asarray(Image.fromarray(u8).resize((size, size), resample))
+
+
 def save_png(path: str | os.PathLike, img: np.ndarray) -> None:
     """Save uint8 or [-1, 1] float HWC (or HW) as PNG, via a temporary file renamed into place."""
     img = np.asarray(img)

@@ -127,14 +127,14 @@ def _psnr(mse):
     return float(10 * np.log10(4.0 / max(float(mse), 1e-12)))  # data range 2 ([-1, 1])
 
 
-_JITTED: dict = {}
+_CACHED_JIT: dict = {}
 
 
-def _jitted(key, fn):
+def cached_jit(key, fn):
     """One compiled function per key (model type + config), reused by every later call."""
-    if key not in _JITTED:
-        _JITTED[key] = jax.jit(fn)
-    return _JITTED[key]
+    if key not in _CACHED_JIT:
+        _CACHED_JIT[key] = jax.jit(fn)
+    return _CACHED_JIT[key]
 
 
 def _lpips_metrics(lp, raw, comp, target, hole):
@@ -148,7 +148,7 @@ def _lpips_metrics(lp, raw, comp, target, hole):
         pair = lp.masked_input_distance(params, comp[ii], comp[jj], jnp.broadcast_to(hole, (len(ii),) + hole.shape))
         return known_lp, pair
 
-    f = _jitted(("lpips-metrics", lp.config), fn)
+    f = cached_jit(("lpips-metrics", lp.config), fn)
     return f(lp.params, jnp.asarray(raw), jnp.asarray(comp), jnp.asarray(target)[None], jnp.asarray(hole, jnp.float32))
 
 
@@ -167,11 +167,11 @@ def compute_metrics(objective: Objective, frozen, res: SearchResult, raw: np.nda
     probs = sims = base_sims = None
     if m.classifier is not None:
         cls = m.classifier
-        probs = np.asarray(_jitted(("probs", cls.config), cls.probs)(cls.params, jnp.asarray(comp)))
+        probs = np.asarray(cached_jit(("probs", cls.config), cls.probs)(cls.params, jnp.asarray(comp)))
     if cons.prompts:
         fill = np.where(hole[..., None], target[known].mean(axis=0), target)  # the photo with a neutral hole
         both = jnp.asarray(np.concatenate([comp, fill[None]]))
-        s = np.asarray(_jitted(("clip-sim", m.clip.config), objective.clip_similarity)(frozen, both))
+        s = np.asarray(cached_jit(("clip-sim", m.clip.config), objective.clip_similarity)(frozen, both))
         sims, base_sims = s[:-1], s[-1]
     for i, seed in enumerate(res.seeds):
         step = int(res.best_step[i])

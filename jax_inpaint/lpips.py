@@ -147,6 +147,22 @@ def _min_pool(m: Array) -> Array:
     return -nn.max_pool(-m, (2, 2), strides=(2, 2))
 
 
+def _cell_weights(k: Array, layers: list[Array]) -> list[Array]:
+    """Per layer [N, h_l, w_l]: 1 where the feature cell's pixels are all known (k [N,H,W,1], 1 = known),
+    min-pooled as the trunk's 2x2 max-pooling shrinks the maps (same floor on odd sizes)."""
+    out = []
+    for m in layers:
+        while k.shape[1] > m.shape[1] or k.shape[2] > m.shape[2]:
+            k = _min_pool(k)
+        out.append(k[..., 0])
+    return out
+
+
+def _cell_mean(weights: list[Array], maps: list[Array]) -> list[Array]:
+    """Each layer's map averaged over its weighted cells -> per layer [N]."""
+    return [jnp.sum(w * m, axis=(1, 2)) / jnp.maximum(jnp.sum(w, axis=(1, 2)), 1e-8) for w, m in zip(weights, maps)]
+
+
 # ----------------------------------------------------------------------------------------------
 # The loaded model.
 
@@ -191,13 +207,8 @@ class LPIPS:
         x, y = _pair_batch(x, y)
         k = _known_batch(known, x.shape)
         x, y, k = _resized(x, resize_to), _resized(y, resize_to), _resized(k, resize_to)
-        out = []
-        for m in self.layer_maps(params, x, y):
-            while k.shape[1] > m.shape[1] or k.shape[2] > m.shape[2]:
-                k = _min_pool(k)  # follows the trunk's 2x2 max-pooling (same floor on odd sizes)
-            w = k[..., 0]
-            out.append(jnp.sum(w * m, axis=(1, 2)) / jnp.maximum(jnp.sum(w, axis=(1, 2)), 1e-8))
-        return jnp.stack(out, axis=1)
+        maps = self.layer_maps(params, x, y)
+        return jnp.stack(_cell_mean(_cell_weights(k, maps), maps), axis=1)
 
     # A fixed target, prepared once: ---------------------------------------------------------------
     def prepare(self, params, y: Array, known: Array | None = None, *, mode: str = "plain",
@@ -216,12 +227,7 @@ class LPIPS:
         if mode != "plain":
             out["known"] = k
         if mode == "feature":  # each layer's weight: the cells whose pixels are all known
-            k, weights = _resized(k, resize_to), []
-            for u in out["units"]:
-                while k.shape[1] > u.shape[1] or k.shape[2] > u.shape[2]:
-                    k = _min_pool(k)
-                weights.append(k[..., 0])
-            out["weights"] = weights
+            out["weights"] = _cell_weights(_resized(k, resize_to), out["units"])
         return out
 
     def prepared_distance(self, params, x: Array, prepared: dict, *, resize_to: int | None = None) -> Array:
@@ -233,8 +239,7 @@ class LPIPS:
         units = [jnp.broadcast_to(u, (x.shape[0],) + u.shape[1:]) for u in prepared["units"]]
         maps = self.module.apply({"params": params}, _resized(x, resize_to), y_units=units)
         if "weights" in prepared:
-            return sum(jnp.sum(w * m, axis=(1, 2)) / jnp.maximum(jnp.sum(w, axis=(1, 2)), 1e-8)
-                       for w, m in zip(prepared["weights"], maps))
+            return sum(_cell_mean(prepared["weights"], maps))
         return sum(jnp.mean(m, axis=(1, 2)) for m in maps)
 
     def masked_feature_distance(self, params, x: Array, y: Array, known: Array, *,

@@ -174,12 +174,6 @@ class Objective:
         return out
 
     # Pieces shared by the loss and the final metrics -------------------------------------------
-    def lpips_masked(self, params, img: Array, target: Array, known: Array) -> Array:
-        """Masked LPIPS of [N,H,W,3] images against target [1 or N,H,W,3] -> [N] (known: [H,W] or [N,H,W])."""
-        cfg, lp = self.cfg, self.models.lpips
-        fn = lp.masked_input_distance if cfg.lpips_mask == "input" else lp.masked_feature_distance
-        return fn(params, img, jnp.broadcast_to(target, img.shape), known, resize_to=cfg.lpips_resize or None)
-
     def attribute_logits(self, frozen, img: Array) -> Array:
         """[N,H,W,3] -> logits of the constrained attributes [N, A]."""
         logits = self.models.classifier.logits(frozen["classifier"], img)

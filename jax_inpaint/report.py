@@ -324,9 +324,9 @@ def _data_uri(data: bytes, mime: str) -> str:
 def _jpeg_uri(img: np.ndarray, size: int = 128) -> str:
     from PIL import Image
 
-    im = Image.fromarray(img)
-    if im.size[0] != size:
-        im = im.resize((size, size), Image.NEAREST if size > im.size[0] else Image.LANCZOS)
+    from jax_inpaint.images import display_tile
+
+    im = Image.fromarray(display_tile(img, size))
     buf = io.BytesIO()
     im.save(buf, format="JPEG", quality=90)
     return _data_uri(buf.getvalue(), "image/jpeg")

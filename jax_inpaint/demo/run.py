@@ -57,11 +57,6 @@ def mouth_hole(size: int, grow: int = 1) -> np.ndarray:
     return hole
 
 
-def _upscale(img: np.ndarray, size: int) -> np.ndarray:
-    f = max(1, size // img.shape[0])
-    return np.repeat(np.repeat(img, f, axis=0), f, axis=1)
-
-
 def run_demo(out: str | os.PathLike, *, seeds: Sequence[int] = range(4), steps: int | None = None, face: int = 0,
              generator=DEMO_MODEL, classifier=DEMO_MODEL, progress: bool = True) -> dict:
     """Inpaint the mouth of a held-out face K = len(seeds) ways: free, Smiling = 1 and Smiling = 0.
@@ -95,9 +90,9 @@ def run_demo(out: str | os.PathLike, *, seeds: Sequence[int] = range(4), steps: 
         save_result(res, folders[row])
         p = [e["attributes"]["Smiling"] for e in res.metrics["seeds"]]
         probs[row] = p
-        tiles += [_upscale(img, TILE), _upscale(masked_preview(res.target, res.hole), TILE)]
+        tiles += [images.display_tile(img, TILE), images.display_tile(masked_preview(res.target, res.hole), TILE)]
         labels += ["ground truth", "masked: " + ("free" if attributes is None else f"Smiling={attributes['Smiling']:g}")]
-        tiles += [_upscale(images.to_uint8(c), TILE) for c in res.completions]
+        tiles += [images.display_tile(c, TILE) for c in res.completions]
         labels += [f"seed {s}: smile {q:.2f}" for s, q in zip(res.seeds, p)]
         blank = len(seeds) - len(res.seeds)   # seeds whose loss became NaN are dropped: keep the columns
         tiles += [np.full((TILE, TILE, 3), 255, np.uint8)] * blank

@@ -114,7 +114,9 @@ def attribute_accuracy(classifier: Classifier, images_u8: np.ndarray, labels: np
 
 def predict(classifier: Classifier, images_u8: np.ndarray, batch: int = 500) -> np.ndarray:
     """Attribute probabilities [N, L] of uint8 images [N,H,W,3]."""
-    fn = jax.jit(classifier.probs)
+    from jax_inpaint.inpaint import cached_jit
+
+    fn = cached_jit(("probs", classifier.config), classifier.probs)   # the one inpaint's metrics use
     out = [np.asarray(fn(classifier.params, jnp.asarray(images_u8[i:i + batch], jnp.float32) / 127.5 - 1.0))
            for i in range(0, len(images_u8), batch)]
     return np.concatenate(out) if out else np.zeros((0, len(classifier.labels)), np.float32)
