@@ -11,14 +11,35 @@ from jax_inpaint.errors import InputError
 
 
 class _Group(click.Group):
-    """A click group that turns library InputErrors into a one-line message and exit code 2."""
+    """A click group whose every failure is one line on stderr, never a traceback.
 
-    def invoke(self, ctx):
+    Usage errors and library InputErrors (bad input: a file, an option, a checkpoint) exit with 2,
+    as does an OSError (an unwritable or full output folder); Ctrl-C exits with 130. The library
+    writes every file atomically, so none of these leaves a half-written file behind.
+    """
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         try:
-            return super().invoke(ctx)
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.exceptions.Exit as e:
+            sys.exit(e.exit_code)
+        except click.ClickException as e:
+            _fail(e.format_message(), e.exit_code)
         except InputError as e:
-            click.echo(f"Error: {e}", err=True)
-            ctx.exit(2)
+            _fail(str(e), 2)
+        except (KeyboardInterrupt, click.Abort):
+            _fail("interrupted (nothing half-written was left behind)", 130)
+        except OSError as e:
+            where = f"{e.filename}: " if getattr(e, "filename", None) else ""
+            _fail(f"{where}{e.strerror or e}", 2)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"Error: {message}", err=True)
+    sys.exit(code)
 
 
 def parse_seeds(text: str) -> list[int]:

@@ -1,0 +1,216 @@
+"""Writing files safely: atomic writes, output folders checked before the work, exclusive locks.
+
+Every file jax-inpaint writes goes through `atomic_write` (a temporary sibling renamed into place,
+removed again on any failure), so an interrupted run, a full disk or an unwritable folder never
+leaves a half-written file or a `*.tmp` behind. `check_writable` is called before long work, so a
+bad `--out` is reported before the optimisation, not after it. `FolderLock` keeps two runs from
+working in one output folder at once.
+"""
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import socket
+import tempfile
+import time
+from typing import Any, Callable, Iterator
+
+from jax_inpaint.errors import InputError
+
+TMP_MARK = ".tmp-"
+
+
+def _tmp_name(path: str, suffix: str = "") -> str:
+    folder, name = os.path.split(os.path.abspath(path))
+    return os.path.join(folder, f".{name}{TMP_MARK}{os.getpid()}{suffix}")
+
+
+def write_error(path: str, e: OSError) -> InputError:
+    """An OSError while writing `path`, as a one-line InputError."""
+    return InputError(f"cannot write {path}: {e.strerror or e}")
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[str], None], *, suffix: str = "") -> str:
+    """Call `write(tmp_path)` on a temporary sibling of `path`, then rename it to `path`.
+
+    `suffix` keeps the extension on the temporary name for writers that look at it (PIL, numpy).
+    On any failure the temporary file is removed and an OSError becomes a one-line InputError.
+    """
+    path = os.fspath(path)
+    tmp = _tmp_name(path, suffix)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException as e:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        if isinstance(e, OSError):
+            raise write_error(path, e) from None
+        raise
+    return path
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> str:
+    def write(tmp):
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    return atomic_write(path, write)
+
+
+def write_text(path: str | os.PathLike, text: str) -> str:
+    return write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path: str | os.PathLike, data: Any, *, indent: int | None = 1, sort_keys: bool = False) -> str:
+    """JSON (numpy scalars and arrays as plain numbers and lists), written atomically."""
+    return write_text(path, json.dumps(jsonable(data), indent=indent, sort_keys=sort_keys, ensure_ascii=False,
+                                       allow_nan=True) + "\n")
+
+
+def jsonable(x):
+    """numpy scalars / arrays and tuples -> plain Python, recursively."""
+    import numpy as np
+
+    if isinstance(x, dict):
+        return {str(k): jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [jsonable(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return jsonable(x.tolist())
+    if isinstance(x, np.generic):
+        return x.item()
+    return x
+
+
+def check_writable(folder: str | os.PathLike, *, what: str = "--out") -> str:
+    """Make sure `folder` exists (creating it and its parents) and a file can be written in it.
+
+    Raises a one-line InputError naming the folder and the reason. Returns the absolute path.
+    A folder created here is removed again if the check fails.
+    """
+    folder = os.path.abspath(os.fspath(folder))
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise InputError(f"{what} {folder}: exists and is not a folder")
+    created = []
+    try:
+        p = folder
+        while not os.path.exists(p):
+            created.append(p)
+            p = os.path.dirname(p)
+        os.makedirs(folder, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=f".write-check{TMP_MARK}", dir=folder)
+        try:
+            os.write(fd, b"x")
+        finally:
+            os.close(fd)
+            os.remove(probe)
+    except OSError as e:
+        for p in created:  # deepest first
+            with contextlib.suppress(OSError):
+                os.rmdir(p)
+        raise InputError(f"{what} {folder}: cannot write there ({e.strerror or e})") from None
+    return folder
+
+
+def remove_created(folder: str | os.PathLike) -> None:
+    """Remove `folder` if it is empty (an output folder made for a run that wrote nothing)."""
+    with contextlib.suppress(OSError):
+        os.rmdir(os.fspath(folder))
+
+
+# ---------------------------------------------------------------------------------------------
+# An exclusive lock on an output folder.
+
+LOCK_FILE = ".jax-inpaint.lock"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class FolderLock:
+    """An exclusive lock on a folder: a lock file created with O_EXCL holding the holder's host, pid
+    and start time. A lock left by a killed process on this host is recognised (its pid is gone) and
+    taken over; a live holder is an InputError naming it (or, with `wait`, waited for)."""
+
+    def __init__(self, folder: str | os.PathLike, *, wait: float = 0.0, poll: float = 0.5):
+        self.folder = os.path.abspath(os.fspath(folder))
+        self.path = os.path.join(self.folder, LOCK_FILE)
+        self.wait = wait
+        self.poll = poll
+        self.held = False
+
+    def holder(self) -> dict | None:
+        try:
+            with open(self.path) as f:
+                return json.load(f)
+        except (OSError, ValueError):
+            return None
+
+    def _stale(self, info: dict | None) -> bool:
+        if info is None:  # unreadable or half-written: stale only if old (a writer may be mid-write)
+            try:
+                return time.time() - os.path.getmtime(self.path) > 10
+            except OSError:
+                return True
+        if info.get("host") != socket.gethostname():
+            return False  # another machine's process: cannot tell, keep it
+        return not _pid_alive(int(info.get("pid", -1)))
+
+    def acquire(self) -> "FolderLock":
+        me = {"host": socket.gethostname(), "pid": os.getpid(), "since": time.strftime("%Y-%m-%d %H:%M:%S")}
+        deadline = time.monotonic() + self.wait
+        while True:
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                info = self.holder()
+                if self._stale(info):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.remove(self.path)
+                    continue
+                if time.monotonic() < deadline:
+                    time.sleep(self.poll)
+                    continue
+                who = (f"process {info.get('pid')} on {info.get('host')} since {info.get('since')}"
+                       if info else "another process")
+                raise InputError(f"{self.folder} is in use by {who} (if that run is gone, remove "
+                                 f"{self.path})") from None
+            except OSError as e:
+                raise InputError(f"{self.folder}: cannot create the lock file ({e.strerror or e})") from None
+            with os.fdopen(fd, "w") as f:
+                json.dump(me, f)
+            self.held = True
+            return self
+
+    def release(self) -> None:
+        if self.held:
+            self.held = False
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(self.path)
+
+    def __enter__(self) -> "FolderLock":
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+@contextlib.contextmanager
+def locked(folder: str | os.PathLike, *, wait: float = 0.0) -> Iterator[FolderLock]:
+    with FolderLock(folder, wait=wait) as lock:
+        yield lock
+
+
+def is_disk_full(e: BaseException) -> bool:
+    return isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)
