@@ -33,8 +33,8 @@ from jax_inpaint.clip import (KIND, OPENAI_MEAN, OPENAI_STD, TOKENIZER_DIR, CLIP
 from jax_inpaint.errors import InputError
 from jax_inpaint.transformer import PIL_RESAMPLE, EncoderConfig, ImagePreprocess, pair
 
-TOKENIZER_FILES = ("vocab.json", "merges.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-                   "added_tokens.json")
+# The tokenizer files a CLIP model folder may hold (checkpoint.check_destination knows them as ours).
+TOKENIZER_FILES = tuple(sorted(checkpoint.EXTRA_FOLDERS[KIND][TOKENIZER_DIR]))
 
 # transformers' CLIPVisionConfig / CLIPTextConfig defaults (config.json may omit default values).
 VISION_DEFAULTS = dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
@@ -244,8 +244,8 @@ def convert_clip(src, dest, *, tokenizer: str | None = None, config: str | None 
     src = os.fspath(src)
     if not os.path.exists(src):
         raise InputError(f"{src}: no such file or folder")
-    if os.path.exists(dest) and not overwrite:
-        raise InputError(f"{os.path.abspath(dest)} already exists (use --overwrite to replace it)")
+    keep = [p for p in (src, tokenizer, config) if p is not None]
+    checkpoint.check_destination(dest, overwrite=overwrite, keep=keep)
     tok_dir = tokenizer
     if tok_dir is not None:
         if not os.path.isdir(tok_dir) or not _tokenizer_files(tok_dir):
@@ -283,4 +283,4 @@ def convert_clip(src, dest, *, tokenizer: str | None = None, config: str | None 
     extra = {os.path.join(TOKENIZER_DIR, name): os.path.join(tok_dir, name) for name in _tokenizer_files(tok_dir)} \
         if tok_dir is not None else {}
     return hf.write_folder(dest, kind=KIND, config=cfg.to_dict(), params=params, source=source, overwrite=overwrite,
-                           extra_files=extra)
+                           extra_files=extra, keep=keep)

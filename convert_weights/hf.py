@@ -11,7 +11,6 @@ tensor by its SOURCE name.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import re
 import shutil
@@ -110,7 +109,7 @@ def convert_state(state: Mapping[str, np.ndarray], expected: Mapping[str, tuple]
             lines.append(f"  unexpected tensors ({len(unused)}): " + ", ".join(unused))
         if bad_ignored:
             lines.append("  bad buffers: " + "; ".join(bad_ignored))
-        raise InputError("\n".join(lines))
+        raise InputError(lines[0] + ": " + "; ".join(line.strip() for line in lines[1:]))
     return out
 
 
@@ -132,12 +131,11 @@ def arange_buffer(name: str, value: np.ndarray) -> str | None:
 
 def read_json(path: str, what: str) -> dict:
     try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
+        data = checkpoint.load_json(path)
     except FileNotFoundError:
         raise InputError(f"{what}: no {os.path.basename(path)} in {os.path.dirname(path) or '.'}") from None
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise InputError(f"{path}: unreadable JSON ({e})") from None
+    except (OSError, ValueError) as e:
+        raise InputError(f"{path}: unreadable JSON ({str(e)[:200]})") from None
     if not isinstance(data, dict):
         raise InputError(f"{path}: expected a JSON object")
     return data
@@ -224,11 +222,12 @@ def processor_size(value, what: str):
 # Writing.
 
 def write_folder(dest, *, kind: str, config: dict, params: Mapping, source: dict, overwrite: bool = False,
-                 extra_files: Mapping[str, str] | None = None) -> str:
-    """write_model_folder plus extra files ({relative dest path: source path}), atomically."""
-    dest = os.path.abspath(os.fspath(dest))
-    if os.path.exists(dest) and not overwrite:
-        raise InputError(f"{dest} already exists (use --overwrite to replace it)")
+                 extra_files: Mapping[str, str] | None = None, keep=()) -> str:
+    """write_model_folder plus extra files ({relative dest path: source path}), atomically.
+
+    An existing `dest` is replaced only if `checkpoint.check_destination` allows it (`keep`: the
+    source paths, which are never replaced or removed)."""
+    dest = checkpoint.check_destination(dest, overwrite=overwrite, keep=keep)
     parent = os.path.dirname(dest)
     os.makedirs(parent, exist_ok=True)
     staging_root = tempfile.mkdtemp(prefix=f".{os.path.basename(dest)}.staging-", dir=parent)
@@ -239,9 +238,7 @@ def write_folder(dest, *, kind: str, config: dict, params: Mapping, source: dict
             target = os.path.join(staging, rel)
             os.makedirs(os.path.dirname(target), exist_ok=True)
             shutil.copyfile(path, target)
-        if os.path.exists(dest):
-            shutil.rmtree(dest)
-        os.rename(staging, dest)
+        checkpoint.replace_folder(staging, dest, overwrite=overwrite, keep=keep)
     finally:
         shutil.rmtree(staging_root, ignore_errors=True)
     return dest

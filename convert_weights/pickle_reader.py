@@ -23,11 +23,40 @@ Formats, as told by `sniff_format` from the first bytes of the file:
 
 `load_torch` reads torch-zip / torch-legacy / plain pickles, `load_network_pickle` NVIDIA
 pickles, `load_state_dict` any of them down to a flat ``{name: np.ndarray}``.
+
+Limits. A hostile file must not make the reader hang or exhaust memory, so every read of one
+file (its nested storage blobs and archive members included) has a budget, and going over it is
+a `CheckpointFormatError` that names the limit, within seconds:
+
+* ``MAX_OPS`` (10 million, about 2.5 s of reading) pickle opcodes executed, all pickles of the
+  file together: each builds at most one value, so this bounds the number of objects, the
+  containers' sizes and the memo.
+* bytes: storage blobs parsed, storage records and legacy storages read, declared data.pkl
+  sizes and tensors built, together at most ``4 x the file's size + 1 GiB``
+  (``BYTES_PER_FILE_BYTE``, ``MIN_BYTES``): a real checkpoint counts each stored byte at most
+  three times (an NVIDIA pickle: the blob, the storage inside it, the tensor), so FFHQ 1024's
+  380 MB pickle uses ~1.1 GB of its 2.5 GB.
+* ``MAX_MEMBER`` (1 GiB): the uncompressed size a compressed archive member may declare,
+  checked before it is read (a stored member cannot be larger than the file). Storage records
+  are read in chunks up to the size the pickle needs; data.pkl is streamed into the unpickler,
+  never inflated whole, so a zip bomb is refused by its declared size, or by its first bad
+  opcode, or by MAX_OPS.
+* ``MAX_NODES`` (1 million) values visited when walking what was loaded (constructor kwargs,
+  state dicts, the whole object a torch file holds) with shared references counted every time
+  they are reached, and ``MAX_DEPTH`` (100) levels of nesting: a small pickle of lists that share
+  references (a DAG with 2^60 leaves when walked) is refused instead of walked for ever. Dict
+  keys and set elements (hashing a tuple walks it) may hold at most 10,000 values each.
+* ``MAX_TENSORS`` (100,000) tensors in one persistent network's state dict.
+
+Real checkpoints stay far below every limit: a network pickle needs a few dozen opcodes and
+values per tensor (FFHQ 1024 config-F: ~1,200 tensors in G, D and G_ema), the data.pkl of a
+torch file is kilobytes to megabytes (the tensors are separate members).
 """
 from __future__ import annotations
 
 import collections
 import contextlib
+import contextvars
 import dataclasses
 import io
 import json
@@ -35,6 +64,7 @@ import math
 import os
 import pickle
 import re
+import reprlib
 import struct
 import types
 import zipfile
@@ -65,6 +95,125 @@ class _Refused(Exception):
 
 class _Corrupt(Exception):
     """Internal: malformed content; `_reading` adds the file name."""
+
+
+# --------------------------------------------------------------------------------------------
+# Limits (see the module docstring): one budget per file read, shared by its nested readers.
+# --------------------------------------------------------------------------------------------
+
+MAX_OPS = 10_000_000
+MAX_NODES = 1_000_000
+MAX_DEPTH = 100
+MAX_TENSORS = 100_000
+MAX_MEMBER = 1 << 30
+MIN_BYTES = 1 << 30
+BYTES_PER_FILE_BYTE = 4
+_KEY_NODES = 10_000  # a dict key or set element (hashed by walking it) may hold at most this many values
+
+
+class _Budget:
+    """What one read of a file may still do: opcodes, bytes, values walked."""
+
+    def __init__(self, file_size: int = 0):
+        self.ops = MAX_OPS
+        self.bytes = MIN_BYTES + BYTES_PER_FILE_BYTE * max(int(file_size), 0)
+        self.bytes_total = self.bytes
+        self.nodes = MAX_NODES
+
+    def take_ops(self, n: int) -> None:
+        self.ops -= n
+        if self.ops < 0:
+            raise _Corrupt(f"refused: the pickle runs more than {MAX_OPS:,} opcodes, the reader's limit "
+                           "(a hostile or corrupt file?)")
+
+    def take_bytes(self, n: int, what: str) -> None:
+        self.bytes -= n
+        if self.bytes < 0:
+            raise _Corrupt(f"refused: {what} takes the data read from this file past {self.bytes_total:,} bytes "
+                           "(4 x its size + 1 GiB), the reader's limit (a hostile or corrupt file?)")
+
+    def take_nodes(self, n: int = 1) -> None:
+        self.nodes -= n
+        if self.nodes < 0:
+            raise _Corrupt(f"refused: the checkpoint holds more than {MAX_NODES:,} values when walked (counting "
+                           "shared references each time they are reached), the reader's limit (a hostile "
+                           "or corrupt file?)")
+
+
+_BUDGET: contextvars.ContextVar[_Budget | None] = contextvars.ContextVar("pickle_reader_budget", default=None)
+
+
+def _budget() -> _Budget:
+    b = _BUDGET.get()
+    if b is None:   # only the readers below run without one, and they set one up: a bug
+        raise RuntimeError("pickle_reader: reading outside _budget_for")
+    return b
+
+
+@contextlib.contextmanager
+def _budget_for(path=None):
+    """One budget for everything read from the file `path` (reused when a reading is already under way)."""
+    if _BUDGET.get() is not None:
+        yield _BUDGET.get()
+        return
+    size = 0
+    if path is not None:
+        try:
+            size = os.path.getsize(path)
+        except OSError:
+            pass
+    token = _BUDGET.set(_Budget(size))
+    try:
+        yield _BUDGET.get()
+    finally:
+        _BUDGET.reset(token)
+
+
+def _walk(obj, budget: _Budget | None = None, depth: int = 0) -> None:
+    """Visit `obj` like any later consumer would (shared references expanded), within the budget."""
+    if depth > MAX_DEPTH:
+        raise _Corrupt(f"refused: values nested deeper than {MAX_DEPTH} levels")
+    budget = budget or _budget()
+    budget.take_nodes()
+    if isinstance(obj, (str, bytes, bytearray, int, float, complex, bool, type(None), np.ndarray, np.generic)):
+        return
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            _walk(k, budget, depth + 1)
+            _walk(v, budget, depth + 1)
+    elif isinstance(obj, (list, tuple, set, frozenset)):
+        for v in obj:
+            _walk(v, budget, depth + 1)
+    elif isinstance(obj, types.SimpleNamespace):
+        _walk(vars(obj), budget, depth + 1)
+
+
+class _KeyBudget(_Budget):
+    def __init__(self):
+        super().__init__()
+        self.nodes = _KEY_NODES
+
+    def take_nodes(self, n: int = 1) -> None:
+        self.nodes -= n
+        if self.nodes < 0:
+            raise _Corrupt(f"refused: a dict key or set element holds more than {_KEY_NODES:,} values (counting "
+                           "shared references each time), the reader's limit (a hostile or corrupt file?)")
+
+
+def _check_key(key) -> None:
+    """Hashing a tuple walks it: refuse keys that are (shared-reference) giants before hashing them."""
+    if isinstance(key, tuple):
+        _walk(key, _KeyBudget())
+
+
+_short = reprlib.Repr()
+_short.maxstring, _short.maxother, _short.maxlevel, _short.maxlist, _short.maxdict = 60, 40, 2, 4, 4
+_short.maxtuple = 6
+
+
+def _brief(value) -> str:
+    """A bounded repr for messages: repr() of a shared-reference DAG would never finish."""
+    return _short.repr(value)
 
 
 # --------------------------------------------------------------------------------------------
@@ -104,7 +253,7 @@ class _PendingStorage(NamedTuple):
 
 def _int_tuple(value, what: str) -> tuple[int, ...]:
     if not isinstance(value, (tuple, list)) or not all(type(v) is int and v >= 0 for v in value):
-        raise _Corrupt(f"tensor {what} is not a tuple of non-negative ints: {value!r:.80}")
+        raise _Corrupt(f"tensor {what} is not a tuple of non-negative ints: {_brief(value)}")
     return tuple(value)
 
 
@@ -116,7 +265,7 @@ def _strided_copy(elements, offset, size, stride) -> np.ndarray:
         raise _Corrupt(f"tensor storage is not a storage: {type(elements).__name__}")
     size, stride = _int_tuple(size, "size"), _int_tuple(stride, "stride")
     if type(offset) is not int or offset < 0 or len(size) != len(stride):
-        raise _Corrupt(f"bad tensor layout: offset {offset!r:.20}, size {size}, stride {stride}")
+        raise _Corrupt(f"bad tensor layout: offset {_brief(offset)}, size {_brief(size)}, stride {_brief(stride)}")
     if 0 in size:
         return np.zeros(size, elements.dtype)
     last = offset + sum((n - 1) * s for n, s in zip(size, stride))
@@ -126,6 +275,7 @@ def _strided_copy(elements, offset, size, stride) -> np.ndarray:
     count = math.prod(size)
     if count > elements.size and count * elements.itemsize > 2**31:
         raise _Corrupt(f"tensor of size {size} expands a storage of {elements.size} elements past 2 GiB")
+    _budget().take_bytes(count * elements.itemsize, f"a tensor of size {size}")
     item = elements.itemsize
     view = np.lib.stride_tricks.as_strided(elements[offset:], shape=size, strides=[s * item for s in stride],
                                            writeable=False)
@@ -156,7 +306,7 @@ def _rebuild_tensor_v3(storage, storage_offset, size, stride, requires_grad, bac
 def _np_dtype_of_torch(dtype) -> np.dtype:
     name = dtype[len("torch."):] if isinstance(dtype, str) and dtype.startswith("torch.") else None
     if name not in _TORCH_DTYPES:
-        raise _Corrupt(f"unsupported tensor dtype {dtype!r:.40}")
+        raise _Corrupt(f"unsupported tensor dtype {_brief(dtype)}")
     return np.dtype(_TORCH_DTYPES[name])
 
 
@@ -174,6 +324,7 @@ def _load_from_bytes(blob):
     """``torch.storage._load_from_bytes``: a storage saved on its own (a torch-legacy file)."""
     if not isinstance(blob, (bytes, bytearray)):
         raise _Corrupt(f"storage blob is a {type(blob).__name__}, not bytes")
+    _budget().take_bytes(len(blob), "a storage blob (torch.storage._load_from_bytes)")
     try:
         if bytes(blob[:4]) == b"PK\x03\x04":
             storage = _load_zip(io.BytesIO(blob), STORAGE_BLOB_GLOBALS)
@@ -196,7 +347,7 @@ class _DtypeSpec:
 
     def __init__(self, descr, align=False, copy=False):
         if not isinstance(descr, str) or not re.fullmatch(r"[biufc]\d{1,2}", descr):
-            raise _Corrupt(f"numpy dtype {descr!r:.40} is not a plain numeric type")
+            raise _Corrupt(f"numpy dtype {_brief(descr)} is not a plain numeric type")
         self.dtype = np.dtype(descr)
 
     def __setstate__(self, state):
@@ -298,6 +449,11 @@ def _module_state_dict(class_name: str, state: dict) -> dict[str, np.ndarray]:
     children = state.get("_modules") or {}
     if not isinstance(children, dict):
         raise _Corrupt(f"{class_name}: _modules is not a dict")
+    total = len(out) + sum(len(c.state_dict) for c in children.values() if isinstance(c, PersistentModule))
+    if total > MAX_TENSORS:   # children shared by reference would double it at every level
+        raise _Corrupt(f"refused: a {class_name} holds more than {MAX_TENSORS:,} tensors (with its children), "
+                       "the reader's limit (a hostile or corrupt file?)")
+    _budget().take_nodes(total)
     for name, child in children.items():
         if child is None:
             continue
@@ -308,9 +464,11 @@ def _module_state_dict(class_name: str, state: dict) -> dict[str, np.ndarray]:
 
 
 def _plain(obj, depth: int = 0):
-    """EasyDict -> dict, recursively through dicts, lists and tuples."""
-    if depth > 100:
-        raise _Corrupt("nesting deeper than 100 levels")
+    """EasyDict -> dict, recursively through dicts, lists and tuples (within the budget: shared
+    references are copied each time they are reached, so a DAG is refused, not expanded)."""
+    if depth > MAX_DEPTH:
+        raise _Corrupt(f"refused: values nested deeper than {MAX_DEPTH} levels")
+    _budget().take_nodes()
     if type(obj) in (dict, collections.OrderedDict, _EasyDict):
         items = ((k, _plain(v, depth + 1)) for k, v in obj.items())
         return collections.OrderedDict(items) if type(obj) is collections.OrderedDict else dict(items)
@@ -389,6 +547,34 @@ class _Unpickler(pickle._Unpickler):
         self._callables = {id(v) for v in allowed.values() if callable(v)}
         self._persistent = persistent_load
 
+    def load(self):
+        """pickle._Unpickler.load, counting opcodes against the file's budget (MAX_OPS)."""
+        self._unframer = pickle._Unframer(self._file_read, self._file_readline)
+        self.read = self._unframer.read
+        self.readinto = self._unframer.readinto
+        self.readline = self._unframer.readline
+        self.metastack = []
+        self.stack = []
+        self.append = self.stack.append
+        self.proto = 0
+        read = self.read
+        dispatch = self.dispatch
+        budget = _budget()
+        n = 0
+        try:
+            while True:
+                key = read(1)
+                if not key:
+                    raise EOFError
+                dispatch[key[0]](self)
+                n += 1
+                if n == 65536:
+                    budget.take_ops(n)
+                    n = 0
+        except pickle._Stop as stop:
+            budget.take_ops(n)
+            return stop.value
+
     def find_class(self, module, name):
         try:
             return self._allowed[(module, name)]
@@ -405,6 +591,15 @@ class _Unpickler(pickle._Unpickler):
             raise _Refused(f"a call of a {type(func).__name__} object")
         if not isinstance(args, tuple):
             raise _Corrupt("call arguments are not a tuple")
+        if (func is set or func is frozenset or func is collections.OrderedDict) and args:
+            if not isinstance(args[0], (list, tuple)) or len(args) > 1:   # they hash what they are given
+                raise _Corrupt(f"{func.__name__} called with arguments other than a list")
+            for item in args[0]:
+                if func is collections.OrderedDict:
+                    if not isinstance(item, (tuple, list)) or len(item) != 2:
+                        raise _Corrupt("OrderedDict called with something other than (key, value) pairs")
+                    item = item[0]
+                _check_key(item)
         return func(*args)
 
     def get_extension(self, code):   # EXT1/2/4: copyreg's registry and cache would bypass find_class
@@ -436,6 +631,49 @@ class _Unpickler(pickle._Unpickler):
             raise _Corrupt(f"{cls.__name__} created with arguments")
         return cls()
 
+    # Dict keys and set elements are hashed, and hashing a tuple walks it: bound them first.
+    def _load_dict(self):
+        items = self.pop_mark()
+        for i in range(0, len(items), 2):
+            _check_key(items[i])
+        self.append({items[i]: items[i + 1] for i in range(0, len(items), 2)})
+    dispatch[pickle.DICT[0]] = _load_dict
+
+    def _load_setitem(self):
+        value = self.stack.pop()
+        key = self.stack.pop()
+        _check_key(key)
+        self.stack[-1][key] = value
+    dispatch[pickle.SETITEM[0]] = _load_setitem
+
+    def _load_setitems(self):
+        items = self.pop_mark()
+        for i in range(0, len(items), 2):
+            _check_key(items[i])
+        target = self.stack[-1]
+        for i in range(0, len(items), 2):
+            target[items[i]] = items[i + 1]
+    dispatch[pickle.SETITEMS[0]] = _load_setitems
+
+    def _load_additems(self):
+        items = self.pop_mark()
+        for item in items:
+            _check_key(item)
+        target = self.stack[-1]
+        if isinstance(target, set):
+            target.update(items)
+        else:
+            for item in items:
+                target.add(item)
+    dispatch[pickle.ADDITEMS[0]] = _load_additems
+
+    def _load_frozenset(self):
+        items = self.pop_mark()
+        for item in items:
+            _check_key(item)
+        self.append(frozenset(items))
+    dispatch[pickle.FROZENSET[0]] = _load_frozenset
+
     def _load_build(self):
         state = self.stack.pop()
         inst = self.stack[-1]
@@ -455,7 +693,8 @@ class _Unpickler(pickle._Unpickler):
 
 
 def _unpickle(file, allowed, persistent_load=None):
-    return _Unpickler(file, allowed, persistent_load).load()
+    with _budget_for():
+        return _Unpickler(file, allowed, persistent_load).load()
 
 
 # --------------------------------------------------------------------------------------------
@@ -471,7 +710,7 @@ def _storage_pid(pid, length: int):
     if (not isinstance(pid, tuple) or len(pid) != length or pid[0] != "storage"
             or not isinstance(pid[1], _StorageType) or not isinstance(pid[2], str)
             or not isinstance(pid[3], str) or type(pid[4]) is not int or pid[4] < 0):
-        raise _Corrupt(f"malformed storage reference {pid!r:.120}")
+        raise _Corrupt(f"malformed storage reference {_brief(pid)}")
     return pid[1], pid[2], pid[4], pid[5] if length == 6 else None
 
 
@@ -500,14 +739,52 @@ def _zip_folder(names: list[str]) -> str:
     return folders[0]
 
 
+_CHUNK = 1 << 24
+
+
+def _member_info(zf: zipfile.ZipFile, name: str) -> zipfile.ZipInfo:
+    """An archive member whose declared uncompressed size is within MAX_MEMBER (compressed members)."""
+    info = zf.getinfo(name)
+    if info.compress_type != zipfile.ZIP_STORED and info.file_size > MAX_MEMBER:
+        raise _Corrupt(f"refused: archive member {name} declares {info.file_size:,} bytes uncompressed, more than "
+                       f"the reader's limit of {MAX_MEMBER:,} (a zip bomb?)")
+    return info
+
+
+def _read_member(zf: zipfile.ZipFile, name: str, n: int | None = None) -> bytearray:
+    """The first `n` bytes (default: all) of an archive member, its declared size checked first
+    (MAX_MEMBER for compressed members, the file's byte budget for all), read in chunks."""
+    info = _member_info(zf, name)
+    n = info.file_size if n is None else n
+    if info.file_size < n:
+        raise _Corrupt(f"truncated: archive member {name} holds {info.file_size} bytes, {n} needed")
+    _budget().take_bytes(n, f"archive member {name}")
+    buf = bytearray(n)
+    view, pos = memoryview(buf), 0
+    with zf.open(info) as f:
+        while pos < n:
+            chunk = f.read(min(n - pos, _CHUNK))
+            if not chunk:
+                raise _Corrupt(f"truncated: archive member {name} ends after {pos} of {n} bytes")
+            view[pos:pos + len(chunk)] = chunk
+            pos += len(chunk)
+    return buf
+
+
 def _load_zip(file, allowed) -> Any:
+    with _budget_for():
+        return _load_zip_budgeted(file, allowed)
+
+
+def _load_zip_budgeted(file, allowed) -> Any:
     """torch.save zip format: <folder>/data.pkl plus one record <folder>/data/<key> per storage."""
     with zipfile.ZipFile(file) as zf:
         names = zf.namelist()
         folder = _zip_folder(names)
-        order = zf.read(folder + "byteorder").strip() if folder + "byteorder" in names else b"little"
+        order = bytes(_read_member(zf, folder + "byteorder")[:16]).strip() if folder + "byteorder" in names \
+            else b"little"
         if order not in (b"little", b"big"):
-            raise _Corrupt(f"unknown byteorder record {order!r:.20}")
+            raise _Corrupt(f"unknown byteorder record {_brief(order)}")
         storages: dict[str, np.ndarray] = {}
 
         def persistent_load(pid):
@@ -516,15 +793,28 @@ def _load_zip(file, allowed) -> Any:
                 record = f"{folder}data/{key}"
                 if record not in names:
                     raise _Corrupt(f"storage record {record} is missing")
-                storages[key] = _storage_array(zf.read(record), stype, numel, order == b"little", key)
+                need = numel * stype.dtype.itemsize
+                storages[key] = _storage_array(_read_member(zf, record, need), stype, numel, order == b"little",
+                                               key)
             elif storages[key].dtype != stype.dtype:
                 raise _Corrupt(f"storage {key} is used with two dtypes")
             return storages[key]
 
-        return _unpickle(io.BytesIO(zf.read(folder + "data.pkl")), allowed, persistent_load)
+        # data.pkl is streamed (never inflated whole): a bomb of garbage fails at its first bad opcode,
+        # one of valid opcodes at MAX_OPS; ZipExtFile stops at the declared size.
+        info = _member_info(zf, folder + "data.pkl")
+        _budget().take_bytes(info.file_size, f"archive member {info.filename}")
+        with zf.open(info) as raw, io.BufferedReader(raw, _CHUNK >> 4) as f:
+            return _unpickle(f, allowed, persistent_load)
 
 
 def _read_exact(f, n: int, what: str) -> bytes:
+    if f.seekable():   # never ask for more than is there (read(n) may allocate n bytes first)
+        here = f.tell()
+        left = f.seek(0, os.SEEK_END) - here
+        f.seek(here)
+        if left < n:
+            raise _Corrupt(f"truncated: {what} needs {n} bytes, only {left} left")
     data = f.read(n)
     if len(data) != n:
         raise _Corrupt(f"truncated: {what} needs {n} bytes, only {len(data)} left")
@@ -532,6 +822,11 @@ def _read_exact(f, n: int, what: str) -> bytes:
 
 
 def _load_legacy(f, allowed) -> Any:
+    with _budget_for():
+        return _load_legacy_budgeted(f, allowed)
+
+
+def _load_legacy_budgeted(f, allowed) -> Any:
     """torch.save legacy format: 5 pickles, then per storage key an int64 count and the raw data.
 
     The object pickle comes before the storage data, so it is read twice: once to learn each
@@ -541,7 +836,7 @@ def _load_legacy(f, allowed) -> Any:
         raise _Corrupt("not a torch.save file (bad magic number)")
     protocol = _unpickle(f, {})
     if protocol != _LEGACY_PROTOCOL:
-        raise _Corrupt(f"unsupported torch legacy protocol {protocol!r:.20}")
+        raise _Corrupt(f"unsupported torch legacy protocol {_brief(protocol)}")
     sys_info = _unpickle(f, {})
     little_endian = not isinstance(sys_info, dict) or sys_info.get("little_endian", True) is not False
     start = f.tell()
@@ -556,7 +851,7 @@ def _load_legacy(f, allowed) -> Any:
 
     _unpickle(f, allowed, record)
     keys = _unpickle(f, {})
-    if not isinstance(keys, list) or sorted(map(str, keys)) != sorted(found):
+    if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys) or sorted(keys) != sorted(found):
         raise _Corrupt("the storage key list does not match the storages the pickle uses")
     storages: dict[str, np.ndarray] = {}
     for key in keys:
@@ -564,6 +859,7 @@ def _load_legacy(f, allowed) -> Any:
         (count,) = struct.unpack("<q" if little_endian else ">q", _read_exact(f, 8, f"storage {key} header"))
         if count != numel:
             raise _Corrupt(f"storage {key} has {count} elements, the pickle says {numel}")
+        _budget().take_bytes(numel * stype.dtype.itemsize, f"storage {key}")
         raw = _read_exact(f, numel * stype.dtype.itemsize, f"storage {key}")
         storages[key] = _storage_array(raw, stype, numel, little_endian, key)
 
@@ -574,7 +870,7 @@ def _load_legacy(f, allowed) -> Any:
             return storage
         if (not isinstance(view, tuple) or len(view) != 3 or type(view[1]) is not int
                 or type(view[2]) is not int or not 0 <= view[1] <= view[1] + view[2] <= storage.size):
-            raise _Corrupt(f"malformed storage view {view!r:.60}")
+            raise _Corrupt(f"malformed storage view {_brief(view)}")
         return storage[view[1]: view[1] + view[2]]
 
     f.seek(start)
@@ -667,15 +963,15 @@ def load_torch(path) -> Any:
     """
     path = os.fspath(path)
     fmt = sniff_format(path)
-    with _reading(path):
-        if fmt == "torch-zip":
-            return _load_zip(path, TORCH_GLOBALS)
-        if fmt == "torch-legacy":
-            with open(path, "rb") as f:
-                return _load_legacy(f, TORCH_GLOBALS)
-        if fmt == "pickle":
-            with open(path, "rb") as f:
-                return _unpickle(f, TORCH_GLOBALS)
+    with _reading(path), _budget_for(path) as budget:
+        if fmt in ("torch-zip", "torch-legacy", "pickle"):
+            if fmt == "torch-zip":
+                obj = _load_zip(path, TORCH_GLOBALS)
+            else:
+                with open(path, "rb") as f:
+                    obj = (_load_legacy if fmt == "torch-legacy" else _unpickle)(f, TORCH_GLOBALS)
+            _walk(obj, budget)   # what callers will walk, bounded here once (shared references expanded)
+            return obj
     other = "load_network_pickle" if fmt == "nvidia-pkl" else "load_state_dict"
     raise CheckpointFormatError(f"{path}: this is a {fmt!r} file, not a torch.save file (read it with {other})")
 
@@ -691,7 +987,7 @@ def load_network_pickle(path) -> dict:
     fmt = sniff_format(path)
     if fmt not in ("nvidia-pkl", "pickle"):
         raise CheckpointFormatError(f"{path}: this is a {fmt!r} file, not an NVIDIA network pickle")
-    with _reading(path):
+    with _reading(path), _budget_for(path):
         with open(path, "rb") as f:
             obj = _unpickle(f, NETWORK_PICKLE_GLOBALS)
         if not isinstance(obj, dict) or not any(isinstance(v, PersistentModule) for v in obj.values()):
@@ -717,7 +1013,7 @@ def _load_safetensors(path: str) -> dict[str, np.ndarray]:
         if name == "__metadata__":
             continue
         if info.get("dtype") not in _SAFETENSORS_DTYPES:
-            raise _Corrupt(f"tensor {name}: unsupported dtype {info.get('dtype')!r:.20}")
+            raise _Corrupt(f"tensor {name}: unsupported dtype {_brief(info.get('dtype'))}")
         dtype = np.dtype(_SAFETENSORS_DTYPES[info["dtype"]])
         shape, (begin, end) = _int_tuple(info["shape"], "shape"), info["data_offsets"]
         if not 0 <= begin <= end <= data.size or end - begin != math.prod(shape) * dtype.itemsize:
@@ -739,6 +1035,9 @@ def load_state_dict(path, key: str | None = None) -> dict[str, np.ndarray]:
     with _reading(path):
         if fmt in ("npz", "safetensors"):
             if fmt == "npz":
+                with zipfile.ZipFile(path) as zf, _budget_for(path):   # an .npz can be a zip bomb too
+                    for info in zf.infolist():
+                        _budget().take_bytes(_member_info(zf, info.filename).file_size, f"array {info.filename}")
                 with np.load(path, allow_pickle=False) as npz:
                     flat = {name: npz[name] for name in npz.files}
             else:

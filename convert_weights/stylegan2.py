@@ -22,6 +22,7 @@ import numpy as np
 
 from convert_weights import pickle_reader
 from jax_inpaint import checkpoint
+from jax_inpaint.checkpoint import _brief
 from jax_inpaint.errors import InputError
 from jax_inpaint.stylegan2 import (DiscriminatorConfig, DiscriminatorModule, GeneratorConfig, GeneratorModule,
                                    MappingNetwork)
@@ -103,23 +104,27 @@ def apply_table(state: Mapping[str, np.ndarray], table, what: str, resample_filt
 
 
 def _fill(module, init_args, converted: Mapping[str, np.ndarray], what: str) -> dict:
-    """Check converted arrays against the module's variables (names and shapes) and nest them."""
-    shapes = jax.eval_shape(lambda: module.init({"params": jax.random.key(0)}, *init_args))
+    """Check converted arrays against the module's variables (names and shapes) and nest them.
+    init_args are shapes (jax.ShapeDtypeStruct): nothing the config asks for is allocated."""
+    shapes = jax.eval_shape(lambda *args: module.init({"params": jax.random.key(0)}, *args), *init_args)
     expected = {k.replace(".", "/"): v for k, v in checkpoint.flatten(shapes).items()}
     checkpoint.check_tree({k.replace("/", "."): v for k, v in expected.items()},
                           {k.replace("/", "."): v for k, v in converted.items()}, what)
     return checkpoint.unflatten({k.replace("/", "."): v for k, v in converted.items()})
 
 
+def _shape(*shape) -> jax.ShapeDtypeStruct:
+    return jax.ShapeDtypeStruct(shape, jnp.float32)
+
+
 def _generator_init_args(cfg: GeneratorConfig):
-    z = jnp.zeros((1, cfg.z_dim))
-    c = jnp.zeros((1, cfg.c_dim)) if cfg.c_dim else None
-    return z, c, {k: jnp.zeros(s) for k, s in cfg.noise_shapes.items()}
+    c = _shape(1, cfg.c_dim) if cfg.c_dim else None
+    return _shape(1, cfg.z_dim), c, {k: _shape(*s) for k, s in cfg.noise_shapes.items()}
 
 
 def _discriminator_init_args(cfg: DiscriminatorConfig):
-    img = jnp.zeros((1, cfg.img_resolution, cfg.img_resolution, cfg.img_channels))
-    return img, (jnp.zeros((1, cfg.c_dim)) if cfg.c_dim else None)
+    return _shape(1, cfg.img_resolution, cfg.img_resolution, cfg.img_channels), (_shape(1, cfg.c_dim) if cfg.c_dim
+                                                                                 else None)
 
 
 def generator_tree(cfg: GeneratorConfig, state: Mapping[str, np.ndarray], what: str = "generator") -> dict:
@@ -137,8 +142,16 @@ def discriminator_tree(cfg: DiscriminatorConfig, state: Mapping[str, np.ndarray]
 # ---------------------------------------------------------------------------------------------
 # rosinality -> NVIDIA names.
 
+def _check_indices(state: Mapping[str, np.ndarray], what: str) -> None:
+    """rosinality layer indices become powers of two (resolutions): 'convs.99999999999' is refused."""
+    for name in state:
+        if any(len(d) > 3 for d in re.findall(r"\d+", name)):
+            raise InputError(f"{what}: tensor {name[:80]!r}: layer index out of range")
+
+
 def _rosinality_generator_names(state: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict]:
     """Rename a rosinality `g_ema` state dict to NVIDIA's names; returns (state, inferred kwargs)."""
+    _check_indices(state, "rosinality generator")
     out: dict[str, np.ndarray] = {}
     unmatched = []
     n_mlp = len([k for k in state if re.fullmatch(r"style\.\d+\.weight", k)])
@@ -205,6 +218,7 @@ def _rosinality_generator_names(state: Mapping[str, np.ndarray]) -> tuple[dict[s
 
 
 def _rosinality_discriminator_names(state: Mapping[str, np.ndarray], size: int) -> tuple[dict, dict]:
+    _check_indices(state, "rosinality discriminator")
     out: dict[str, np.ndarray] = {}
     unmatched = []
     for name, v in state.items():
@@ -276,12 +290,79 @@ def infer_generator_kwargs(state: Mapping[str, np.ndarray]) -> dict:
 # Entry point.
 
 def _load_init_kwargs(path: str) -> dict:
+    """--init-kwargs: a JSON object of NVIDIA's Generator kwargs, or one holding them as "init_kwargs"."""
     try:
-        with open(path) as f:
-            data = json.load(f)
-    except (OSError, json.JSONDecodeError) as e:
-        raise InputError(f"{path}: cannot read constructor kwargs ({e})") from None
-    return data.get("init_kwargs", data)
+        data = checkpoint.load_json(path)
+    except (OSError, ValueError) as e:
+        raise InputError(f"--init-kwargs {path}: not readable JSON ({str(e).splitlines()[0][:200]})") from None
+    if isinstance(data, dict) and "init_kwargs" in data:
+        data = data["init_kwargs"]
+    if not isinstance(data, dict):
+        raise InputError(f"--init-kwargs {path}: expected a JSON object of Generator constructor kwargs "
+                         f"(z_dim, w_dim, ...), got a {type(data).__name__}")
+    return data
+
+
+# NVIDIA constructor kwargs (top level or in mapping_/synthesis_/block_/epilogue_kwargs) and their types.
+_INT_KWARGS = {"z_dim", "c_dim", "w_dim", "img_resolution", "img_channels", "channel_base", "channel_max",
+               "num_fp16_res", "num_layers", "kernel_size", "mbstd_num_channels"}
+_OPTIONAL_INT_KWARGS = {"embed_features", "layer_features", "cmap_dim", "mbstd_group_size"}
+_OPTIONAL_FLOAT_KWARGS = {"conv_clamp", "lr_multiplier", "w_avg_beta"}
+_BOOL_KWARGS = {"use_noise"}
+_NESTED_KWARGS = ("mapping_kwargs", "synthesis_kwargs", "block_kwargs", "epilogue_kwargs")
+
+
+def _check_kwarg_types(kwargs: Mapping, what: str, where: str = "") -> None:
+    """The numeric kwargs must be numbers of the right kind (no '512', no 3.7 for a count, no NaN)."""
+    for key, value in kwargs.items():
+        name = f"{where}{key}"
+        if key in _NESTED_KWARGS:
+            if value is not None and not isinstance(value, Mapping):
+                raise InputError(f"{what}: {name} must be a dict, got {type(value).__name__}")
+            _check_kwarg_types(value or {}, what, f"{name}.")
+        elif key in _INT_KWARGS or (key in _OPTIONAL_INT_KWARGS and value is not None):
+            if type(value) is not int or not 0 <= value < 2 ** 31:
+                raise InputError(f"{what}: {name} must be a non-negative integer, got {_brief(value)}")
+        elif key in _OPTIONAL_FLOAT_KWARGS and value is not None:
+            if type(value) not in (int, float) or not math.isfinite(value) or value < 0:
+                raise InputError(f"{what}: {name} must be a non-negative number, got {_brief(value)}")
+        elif key in _BOOL_KWARGS and type(value) is not bool:
+            raise InputError(f"{what}: {name} must be true or false, got {_brief(value)}")
+
+
+def _nvidia_config(cls, kwargs, what: str):
+    """GeneratorConfig / DiscriminatorConfig from NVIDIA constructor kwargs; bad values -> one line."""
+    if not isinstance(kwargs, Mapping):
+        raise InputError(f"{what}: constructor kwargs are a {type(kwargs).__name__}, not a dict")
+    _check_kwarg_types(kwargs, what)
+    try:
+        cfg = cls.from_nvidia_kwargs(kwargs)
+    except InputError as e:
+        raise InputError(f"{what}: {e}") from None
+    except (KeyError, TypeError, ValueError, OverflowError, ZeroDivisionError, AttributeError) as e:
+        detail = f"missing {e.args[0]!r:.60}" if isinstance(e, KeyError) else f"{type(e).__name__}: {str(e)[:200]}"
+        raise InputError(f"{what}: bad constructor kwargs ({detail})") from None
+    # the checks a model.json gets (types, positive sizes, resolution), in the one place they live
+    return cls.from_dict(json.loads(json.dumps(cfg.to_dict())), what)
+
+
+def _tensor_dict(obj, what: str) -> dict[str, np.ndarray]:
+    """A non-empty {str: array} (a rosinality g_ema / d entry), or a one-line error."""
+    if not isinstance(obj, Mapping) or not obj:
+        kind = "an empty dict" if isinstance(obj, Mapping) else f"a {type(obj).__name__}"
+        raise InputError(f"{what} is {kind}, not a state dict of tensors")
+    bad = [str(k)[:60] for k, v in obj.items() if not isinstance(k, str) or not isinstance(v, np.ndarray)]
+    if bad:
+        raise InputError(f"{what}: entries that are not tensors: {', '.join(bad[:8])}{' ...' if len(bad) > 8 else ''}")
+    return dict(obj)
+
+
+def _shapes_error(what: str, e: Exception) -> InputError:
+    """A tensor an inference step needs is missing or has an unexpected shape."""
+    if isinstance(e, KeyError):
+        return InputError(f"{what}: cannot read the architecture: tensor {e.args[0]!r:.80} is missing")
+    return InputError(f"{what}: cannot read the architecture from the tensor shapes ({type(e).__name__}: "
+                      f"{str(e)[:200]})")
 
 
 def _check_class(obj, allowed: tuple[str, ...], what: str):
@@ -296,54 +377,81 @@ def read_stylegan2(src: str, *, init_kwargs: str | None = None, conv_clamp: floa
     """Read any supported StyleGAN2 source -> (config dict, trees {'G': ..., 'D'?: ...}, source info)."""
     if not os.path.exists(src):
         raise InputError(f"{src}: no such file")
+    kwargs = _load_init_kwargs(init_kwargs) if init_kwargs is not None else None
     fmt = pickle_reader.sniff_format(src)
     info = {"path": os.path.abspath(src), "format": fmt}
     d_cfg = d_state = None
+    if kwargs is not None and fmt == "nvidia-pkl":
+        raise InputError(f"--init-kwargs is for bare state dicts: {src} is an NVIDIA network pickle, which carries "
+                         "its own constructor kwargs")
     if fmt == "nvidia-pkl":
         data = pickle_reader.load_network_pickle(src)
         g = data.get("G_ema") or data.get("G")
-        if g is None:
-            raise InputError(f"{src}: the pickle holds no 'G_ema' or 'G' network (keys: {sorted(data)})")
+        if not isinstance(g, pickle_reader.PersistentModule):
+            keys = ", ".join(sorted(str(k)[:40] for k in data)[:8])
+            raise InputError(f"{src}: the pickle holds no 'G_ema' or 'G' network (keys: {keys})")
         _check_class(g, ("networks.Generator", "networks_stylegan2.Generator"), f"{src}: G_ema")
-        g_cfg = GeneratorConfig.from_nvidia_kwargs(g.init_kwargs)
+        g_cfg = _nvidia_config(GeneratorConfig, g.init_kwargs, f"{src}: G_ema")
         g_state = g.state_dict
         info.update(network="G_ema" if data.get("G_ema") is not None else "G", class_name=g.class_name,
                     init_kwargs=g.init_kwargs)
         d = data.get("D")
-        if d is not None:
+        if isinstance(d, pickle_reader.PersistentModule):
             _check_class(d, ("networks.Discriminator", "networks_stylegan2.Discriminator"), f"{src}: D")
-            d_cfg, d_state = DiscriminatorConfig.from_nvidia_kwargs(d.init_kwargs), d.state_dict
+            d_cfg, d_state = _nvidia_config(DiscriminatorConfig, d.init_kwargs, f"{src}: D"), d.state_dict
     else:
         if fmt in ("torch-zip", "torch-legacy", "pickle"):
             obj = pickle_reader.load_torch(src)
         else:
             obj = pickle_reader.load_state_dict(src)
         if isinstance(obj, Mapping) and "g_ema" in obj:  # rosinality
-            g_state, kw = _rosinality_generator_names(obj["g_ema"])
+            if kwargs is not None:
+                raise InputError(f"--init-kwargs is for NVIDIA-named state dicts: {src} is a rosinality checkpoint, "
+                                 "whose architecture is read from its tensor shapes")
+            g_raw = _tensor_dict(obj["g_ema"], f"{src}: g_ema")
+            try:
+                g_state, kw = _rosinality_generator_names(g_raw)
+            except InputError as e:
+                raise InputError(f"{src}: {e}") from None
+            except (KeyError, IndexError, ValueError, TypeError, ZeroDivisionError) as e:
+                raise _shapes_error(f"{src}: g_ema", e) from None
             if conv_clamp is not None:
                 kw["conv_clamp"] = conv_clamp
             g_cfg = GeneratorConfig(**kw)
             info.update(network="g_ema", layout="rosinality")
             latent_avg = obj.get("latent_avg")
             if latent_avg is not None:
+                if not isinstance(latent_avg, np.ndarray) or latent_avg.size != g_cfg.w_dim:
+                    raise InputError(f"{src}: latent_avg is not a tensor of {g_cfg.w_dim} values (w_dim)")
                 g_state["mapping.w_avg"] = np.asarray(latent_avg, np.float32).reshape(-1)
                 info["w_avg"] = "latent_avg of the checkpoint"
-            if isinstance(obj.get("d"), Mapping):
-                d_state, dkw = _rosinality_discriminator_names(obj["d"], g_cfg.img_resolution)
+            if isinstance(obj.get("d"), Mapping) and obj["d"]:
+                d_raw = _tensor_dict(obj["d"], f"{src}: d")
+                try:
+                    d_state, dkw = _rosinality_discriminator_names(d_raw, g_cfg.img_resolution)
+                except InputError as e:
+                    raise InputError(f"{src}: {e}") from None
+                except (KeyError, IndexError, ValueError, TypeError, ZeroDivisionError) as e:
+                    raise _shapes_error(f"{src}: d", e) from None
                 d_cfg = DiscriminatorConfig(**dkw)
         elif isinstance(obj, Mapping) and any(str(k).startswith("synthesis.") for k in obj):
-            g_state = {k: np.asarray(v) for k, v in obj.items()}
-            if init_kwargs:
-                g_cfg = GeneratorConfig.from_nvidia_kwargs(_load_init_kwargs(init_kwargs))
+            g_state = _tensor_dict(obj, f"{src}")
+            if kwargs is not None:
+                g_cfg = _nvidia_config(GeneratorConfig, kwargs, f"--init-kwargs {init_kwargs}")
             else:
-                kw = infer_generator_kwargs(g_state)
+                try:
+                    kw = infer_generator_kwargs(g_state)
+                except (KeyError, IndexError, ValueError, TypeError, ZeroDivisionError) as e:
+                    if isinstance(e, InputError):
+                        raise
+                    raise _shapes_error(f"{src}", e) from None
                 if conv_clamp is not None:
                     kw["conv_clamp"] = conv_clamp
                 g_cfg = GeneratorConfig(**kw)
                 info["inferred_architecture"] = True
             info.update(network="state_dict", layout="nvidia")
         else:
-            keys = sorted(obj)[:8] if isinstance(obj, Mapping) else type(obj).__name__
+            keys = ", ".join(sorted(str(k)[:40] for k in obj)[:8]) if isinstance(obj, Mapping) else type(obj).__name__
             raise InputError(f"{src}: not a StyleGAN2 checkpoint this converter knows (found {keys})")
     has_w_avg = "mapping.w_avg" in g_state
     if not has_w_avg:  # filled in below, once the mapping network is converted
@@ -372,13 +480,21 @@ def estimate_w_avg(cfg: GeneratorConfig, tree: dict, n: int) -> np.ndarray:
 
 def convert_stylegan2(src: str, dest: str, *, overwrite: bool = False, init_kwargs: str | None = None,
                       conv_clamp: float | None = None, discriminator: bool = True) -> str:
-    """Convert a StyleGAN2 checkpoint into a model folder at `dest` (written atomically)."""
+    """Convert a StyleGAN2 checkpoint into a model folder at `dest` (written atomically).
+
+    `dest` is checked before anything is read: an existing one is replaced (with `overwrite`)
+    only if it is a model folder we wrote that does not hold the source (`checkpoint.check_destination`).
+    """
+    keep = [src] + ([init_kwargs] if init_kwargs else [])
+    checkpoint.check_destination(dest, overwrite=overwrite, keep=keep)
+    if conv_clamp is not None and not (math.isfinite(conv_clamp) and conv_clamp > 0):
+        raise InputError(f"--conv-clamp must be a positive number, got {conv_clamp}")
     config, trees, info = read_stylegan2(src, init_kwargs=init_kwargs, conv_clamp=conv_clamp)
     if not discriminator:
         trees.pop("D", None)
         config.pop("D", None)
     return checkpoint.write_model_folder(dest, kind=KIND, config=config, trees=trees, source=_jsonable(info),
-                                         overwrite=overwrite)
+                                         overwrite=overwrite, keep=keep)
 
 
 def _jsonable(x):

@@ -127,8 +127,7 @@ def params_from_state(cfg: ClassifierConfig, state, what: str) -> dict:
 def convert_classifier(src, dest, *, overwrite: bool = False) -> str:
     """Convert a Hugging Face ViTForImageClassification folder into the model folder `dest`."""
     src = os.fspath(src)
-    if os.path.exists(dest) and not overwrite:
-        raise InputError(f"{os.path.abspath(dest)} already exists (use --overwrite to replace it)")
+    checkpoint.check_destination(dest, overwrite=overwrite, keep=[src])
     hf_config, state, files = hf.read_hf_folder(src, src)
     preprocessor = hf.read_preprocessor(src)
     cfg = config_from_hf(hf_config, preprocessor, src)
@@ -136,4 +135,5 @@ def convert_classifier(src, dest, *, overwrite: bool = False) -> str:
     source = {"path": os.path.abspath(src), "naming": "hf", "files": files,
               "preprocessor": "preprocessor_config.json" if preprocessor is not None else
               "ViTImageProcessor defaults (no preprocessor_config.json): mean = std = 0.5, bilinear"}
-    return hf.write_folder(dest, kind=KIND, config=cfg.to_dict(), params=params, source=source, overwrite=overwrite)
+    return hf.write_folder(dest, kind=KIND, config=cfg.to_dict(), params=params, source=source, overwrite=overwrite,
+                           keep=[src])

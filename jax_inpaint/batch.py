@@ -7,10 +7,19 @@ Layout of the output folder::
     OUT/results.<host>.jsonl one line per finished item: {"item", "status": "ok"|"failed", "outputs",
                              "metrics", "error", "seconds", "host"}; appended as items finish
     OUT/summary.json         written at the end (by host 0 once every host is done)
+    OUT/batch.json           the run's fingerprint: generator, every InpaintConfig option, seeds, class,
+                             CLIP / classifier / LPIPS / discriminator weights
+    OUT/.jax-inpaint.lock    while a run works in the folder (one per host: .jax-inpaint.lock.<host>)
 
-Every item folder is written under a temporary name and renamed when complete, so an interrupted run
-leaves no half-written outputs; a rerun skips the items recorded "ok" whose folder exists and retries
-the failed ones.
+Everything is checked before anything is written (options, models, an unwritable folder). Every item
+folder is written under a temporary name and renamed when complete, so an interrupted run leaves no
+half-written outputs. A record carries the key of what its result depends on (the fingerprint, the
+image's and mask's contents, prompts, attributes): a rerun skips the items recorded "ok" with the same
+key, retries the failed ones, and redoes an item whose image changed. A rerun with other options (in
+batch.json, or an item's mask / prompts / attributes) is refused naming what changed, unless
+`recompute=True` (`--recompute`), which redoes the items made with other options. A second run on the
+same folder is refused while the first holds its lock (or waits, `wait=` / `--wait`); the lock of a
+killed run is recognised and taken over.
 """
 from __future__ import annotations
 
@@ -22,11 +31,13 @@ import os
 import re
 import shutil
 import time
-from typing import Sequence
+from typing import Callable, Sequence
 
 import jax
 import numpy as np
+from PIL import Image
 
+from jax_inpaint import files
 from jax_inpaint.errors import InputError
 from jax_inpaint.inpaint import (Inputs, _merge, _select, build_objective, finish, parse_attributes, prepare_inputs,
                                  resolve_config, save_result)
@@ -154,23 +165,27 @@ def read_items(*, images: str | None = None, masks: str | None = None, mask: str
 # ---------------------------------------------------------------------------------------------
 # Results files.
 
+FORMAT_VERSION = 1
+
+
 def read_results(out: str) -> dict[str, dict]:
     """The last record of every item over all hosts' results files."""
     records: dict[str, dict] = {}
     for path in sorted(glob.glob(os.path.join(out, "results.*.jsonl"))):
-        with open(path) as f:
+        with open(path, encoding="utf-8", errors="replace") as f:
             for line in f:
                 try:
                     rec = json.loads(line)
                 except json.JSONDecodeError:
                     continue  # a line cut by a crash: that item simply runs again
-                records[rec["item"]] = rec
+                if isinstance(rec, dict) and isinstance(rec.get("item"), str):
+                    records[rec["item"]] = rec
     return records
 
 
 def _append(path: str, record: dict) -> None:
     line = json.dumps(record) + "\n"
-    with open(path, "a") as f:
+    with open(path, "a", encoding="utf-8") as f:
         f.write(line)
         f.flush()
         os.fsync(f.fileno())
@@ -186,10 +201,118 @@ def _write_item(out: str, item: Item, result) -> dict:
         if os.path.exists(final):
             shutil.rmtree(final)
         os.rename(tmp, final)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, OSError):
+            raise files.write_error(final, e) from None
         raise
     return {k: os.path.join(final, os.path.basename(v)) for k, v in written.items()}
+
+
+# ---------------------------------------------------------------------------------------------
+# What a result depends on: the run's fingerprint (batch.json) and each item's inputs.
+
+def _file_digest(path: str) -> str | None:
+    import hashlib
+
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    except OSError:
+        return None  # unreadable: the item fails when it is read
+    return h.hexdigest()[:16]
+
+
+def item_inputs(item: Item) -> dict:
+    """What an item's result depends on besides the run's options: its image's and mask's contents
+    (a preset mask by its name), its prompts and attribute targets."""
+    mask = item.mask
+    if os.path.isfile(mask):
+        mask = f"file {_file_digest(mask)}"
+    return {"image": _file_digest(item.image), "mask": mask, "prompts": [list(p) for p in item.prompts],
+            "attributes": {k: v for k, v in item.attributes}}
+
+
+def _item_key(run_hash: str, inputs: dict) -> str:
+    from jax_inpaint.evaluate import _digest
+    return _digest(run_hash, json.dumps(inputs, sort_keys=True))
+
+
+def run_fingerprint(G, cfg: InpaintConfig, seeds, *, class_idx, clip, classifier, lpips_model, D) -> dict:
+    """Everything of a run that changes every item's result (compared with the folder's batch.json)."""
+    from jax_inpaint.evaluate import _digest, _model_id
+
+    return {"generator": _model_id(G), "generator_config": _digest(repr(G.config)),
+            "config": dataclasses.asdict(cfg), "seeds": list(seeds), "class_idx": class_idx,
+            "clip": _model_id(clip), "classifier": _model_id(classifier), "discriminator": _model_id(D),
+            "lpips": _model_id(lpips_model), "format_version": FORMAT_VERSION}
+
+
+def _differences(old: dict, new: dict) -> list[str]:
+    from jax_inpaint.evaluate import _flat, _short
+
+    fo, fn = _flat(old), _flat(new)
+    return [f"{k}: {_short(fo.get(k))} -> {_short(fn.get(k))}"
+            for k in sorted(set(fo) | set(fn)) if fo.get(k) != fn.get(k)]
+
+
+def _check_folder(out: str, fingerprint: dict, recompute: bool) -> None:
+    """Refuse a folder that holds something else, or a batch run made with other options (unless `recompute`)."""
+    path = os.path.join(out, "batch.json")
+    if not os.path.exists(path):
+        ours = glob.glob(os.path.join(out, "results.*.jsonl"))
+        if ours and not recompute:
+            raise InputError(f"{out}: holds batch results without a batch.json (an older version or another "
+                             "run's): pass --recompute to redo them with these options, or use another --out")
+        if not ours and any(not n.startswith(".") for n in os.listdir(out)):
+            raise InputError(f"{out}: exists, is not empty and holds no batch run (no batch.json); choose "
+                             "another --out folder")
+        return
+    try:
+        with open(path, encoding="utf-8") as f:
+            old = json.load(f)["fingerprint"]
+        if not isinstance(old, dict):
+            raise TypeError("not an object")
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        if recompute:
+            return
+        raise InputError(f"{path}: unreadable ({e}); pass --recompute to redo every image") from None
+    new = json.loads(json.dumps(files.jsonable(fingerprint)))
+    diff = _differences(old, new)
+    if diff and not recompute:
+        raise InputError(f"{out}: holds a batch run made with other options ({'; '.join(diff)}). Pass --recompute "
+                         "to redo every image with these options, or use another --out folder.")
+
+
+def _item_changes(records: dict, mine: Sequence[Item], run_hash: str, inputs: dict,
+                  keys: dict) -> tuple[list[str], list[str]]:
+    """Over this host's items finished by a run with the same options whose inputs differ now:
+    (the option changes, grouped by what changed; the items whose image file changed)."""
+    changed: dict[str, list[str]] = {}
+    images_changed = []
+    for it in mine:
+        rec = records.get(it.id)
+        if not rec or rec.get("status") != "ok" or rec.get("key") == keys[it.id]:
+            continue
+        old = rec.get("inputs")
+        if rec.get("run") != run_hash or not isinstance(old, dict):
+            continue  # made with other run options: refused or recomputed by _check_folder's verdict
+        new = inputs[it.id]
+        fields = [k for k in ("mask", "prompts", "attributes") if old.get(k) != new[k]]
+        for k in fields:
+            changed.setdefault(f"{k}: {_short_value(old.get(k))} -> {_short_value(new[k])}", []).append(it.id)
+        if not fields and old.get("image") != new["image"]:
+            images_changed.append(it.id)
+    lines = [f"{what} ({len(ids)} image{'s' if len(ids) > 1 else ''}: {', '.join(ids[:3])}"
+             f"{', ...' if len(ids) > 3 else ''})" for what, ids in changed.items()]
+    return lines, images_changed
+
+
+def _short_value(v) -> str:
+    from jax_inpaint.evaluate import _short
+    return _short(v, 40)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -200,12 +323,14 @@ class BatchSummary:
     total: int
     ok: int
     failed: int
-    skipped: int  # finished by an earlier run
+    skipped: int  # finished by an earlier run with the same options
     seconds: float
     images_per_second: float
     devices: int
     hosts: int
     path: str | None = None
+    notes: list = dataclasses.field(default_factory=list)
+    keys: dict = dataclasses.field(default_factory=dict, repr=False)  # item id -> the key of its inputs
 
 
 def local_mesh(devices: Sequence | None = None):
@@ -215,40 +340,108 @@ def local_mesh(devices: Sequence | None = None):
     return Mesh(np.array(devs), ("data",))
 
 
+def lock_name(host: int) -> str:
+    """Each host of a run locks the folder under its own index: two runs collide on host 0's lock."""
+    return files.LOCK_FILE if host == 0 else f"{files.LOCK_FILE}.{host}"
+
+
 def run_batch(items: Sequence[Item], generator, out: str, *, seeds: Sequence[int] = tuple(range(4)),
               config=None, clip=None, classifier=None, class_idx: int | None = None, per_device: int | None = None,
               process_index: int | None = None, process_count: int | None = None, devices=None,
-              progress: bool = True, **options) -> BatchSummary:
+              progress: bool = True, recompute: bool = False, wait: float = 0.0,
+              should_stop: Callable[[], bool] | None = None, on_item: Callable[[dict], None] | None = None,
+              **options) -> BatchSummary:
     """Inpaint every item K = len(seeds) ways. This host takes items i with i % hosts == its index;
     (item, seed) pairs are laid out on a mesh over the local devices, `per_device` pairs on each
-    device per compiled step (default: K). Returns the summary of this run."""
-    from tqdm.auto import tqdm
+    device per compiled step (default: K). Returns the summary of this run.
 
-    from jax_inpaint.stylegan2 import load_generator
+    Everything is checked before anything is written: the options, an unwritable `out`, the models
+    (an option error is an InputError, not a failure of every item). `out` is locked for the run (a
+    second run on it is an InputError naming the holder; `wait` seconds to wait for it instead). A
+    rerun skips the items finished with the same options and inputs; a rerun with other options is
+    refused (naming what changed) unless `recompute`, which redoes the items made with other options.
+    An item whose image changed is redone. `should_stop()` is asked between chunks of the search (it
+    ends the run with KeyboardInterrupt); `on_item(record)` is called after each item is recorded.
+    """
+    from jax_inpaint.inpaint import _load, _loader
+    from jax_inpaint.stylegan2 import load_discriminator, load_generator
 
     cfg: InpaintConfig = resolve_config(config, **options)
     seeds = [int(s) for s in seeds]
     if not seeds or len(set(seeds)) != len(seeds):
         raise InputError("seeds must be a non-empty list of distinct numbers")
+    if per_device is not None and (isinstance(per_device, bool) or int(per_device) < 1):
+        raise InputError(f"--per-device must be at least 1, got {per_device}")
+    items = list(items)
+    if len({it.id for it in items}) != len(items):
+        raise InputError("item ids must be unique")
     host = jax.process_index() if process_index is None else process_index
     hosts = jax.process_count() if process_count is None else process_count
-    os.makedirs(out, exist_ok=True)
+    if any(it.prompts for it in items) and clip is None:
+        raise InputError("prompts need a CLIP model folder (--clip)")
+    if any(it.attributes for it in items) and classifier is None:
+        raise InputError("attribute targets need a classifier folder (--classifier)")
+    if cfg.realism > 0 and not isinstance(generator, (str, os.PathLike)):
+        raise InputError("the realism term needs the discriminator: pass a model folder as the generator")
+    mesh = local_mesh(devices)
+    n_dev = mesh.devices.size
+    per_device = int(per_device or cfg.batch or len(seeds))
+    with files.output_folder(out) as out_abs, files.FolderLock(out_abs, wait=wait, name=lock_name(host)):
+        # Models, then the options that need them: a bad option stops the run here, before any writing.
+        G = _load(generator, load_generator)
+        D = load_discriminator(generator) if cfg.realism > 0 else None
+        clip_model = None if clip is None else _load(clip, _loader("clip", "load_clip"))
+        cls_model = None if classifier is None else _load(classifier, _loader("vit", "load_classifier"))
+        from jax_inpaint.lpips import load_lpips
+        lpips_model = load_lpips()
+        fingerprint = run_fingerprint(G, cfg, seeds, class_idx=class_idx, clip=clip_model, classifier=cls_model,
+                                      lpips_model=lpips_model, D=D)
+        _check_folder(out, fingerprint, recompute)
+        from jax_inpaint.evaluate import _digest
+        run_hash = _digest(json.dumps(files.jsonable(fingerprint), sort_keys=True))
+        inputs = {it.id: item_inputs(it) for it in items}
+        keys = {it.id: _item_key(run_hash, inputs[it.id]) for it in items}
+        records = read_results(out)
+        mine = [it for i, it in enumerate(items) if i % hosts == host]
+        changes, images_changed = _item_changes(records, mine, run_hash, inputs, keys)
+        if changes and not recompute:
+            raise InputError(f"{out}: holds images done with other options ({'; '.join(changes)}). Pass "
+                             "--recompute to redo them with these options, or use another --out folder.")
+        notes = [f"{i}: the image changed since it was done: done again" for i in images_changed]
+        done = {it.id for it in mine if records.get(it.id, {}).get("status") == "ok"
+                and records[it.id].get("key") == keys[it.id] and os.path.isdir(os.path.join(out, it.id))}
+        todo = [it for it in mine if it.id not in done]
+        objectives = {}  # items asking for the same constraints share one objective (one compiled program)
+        for it in todo:
+            group = (it.prompts, it.attributes)
+            if group not in objectives:
+                try:
+                    objectives[group] = build_objective(G, cfg, prompts=it.prompts, attributes=dict(it.attributes),
+                                                        clip=clip_model, classifier=cls_model, discriminator=D,
+                                                        lpips_model=lpips_model, class_idx=class_idx)
+                except InputError as e:  # name the image when the constraints are its own (a manifest row)
+                    own = len({(o.prompts, o.attributes) for o in todo}) > 1
+                    raise InputError(f"{it.id}: {e}" if own else str(e)) from None
+        # Everything checked: from here on the folder is ours.
+        files.write_json(os.path.join(out, "batch.json"), {"format": "jax-inpaint-batch",
+                                                           "format_version": FORMAT_VERSION,
+                                                           "fingerprint": fingerprint})
+        summary = _run(todo, objectives, G, out, host, hosts, seeds, n_dev * per_device, mesh, inputs, keys,
+                       run_hash, progress, should_stop, on_item)
+    summary.total, summary.skipped, summary.devices = len(mine), len(mine) - len(todo), n_dev
+    summary.notes, summary.keys = notes, keys
+    return summary
+
+
+def _run(todo, objectives, G, out, host, hosts, seeds, batch, mesh, inputs, keys, run_hash, progress,
+         should_stop, on_item) -> BatchSummary:
+    from tqdm.auto import tqdm
+
     results_path = os.path.join(out, f"results.{host}.jsonl")
-    done = {k for k, r in read_results(out).items() if r.get("status") == "ok" and os.path.isdir(os.path.join(out, k))}
-    mine = [it for i, it in enumerate(items) if i % hosts == host]
-    todo = [it for it in mine if it.id not in done]
     for it in todo:  # temporary folders an earlier, killed run of this host left behind
         for stale in glob.glob(os.path.join(out, f".tmp-{glob.escape(it.id)}-*")):
             shutil.rmtree(stale, ignore_errors=True)
-    skipped = len(mine) - len(todo)
-    mesh = local_mesh(devices)
-    n_dev = mesh.devices.size
-    per_device = per_device or cfg.batch or len(seeds)
-    batch = n_dev * per_device
     sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
-
-    G = generator if not isinstance(generator, (str, os.PathLike)) else load_generator(generator)
-    shared = {"lpips_model": None, "clip": clip, "classifier": classifier}
     _, w_std = w_statistics(G)
     t_start = time.time()
     ok = failed = 0
@@ -257,46 +450,41 @@ def run_batch(items: Sequence[Item], generator, out: str, *, seeds: Sequence[int
     def record(item: Item, status: str, **fields):
         nonlocal ok, failed
         ok, failed = ok + (status == "ok"), failed + (status != "ok")
-        _append(results_path, {"item": item.id, "image": item.image, "mask": item.mask, "status": status,
-                               "host": host, **fields})
+        rec = {"item": item.id, "image": item.image, "mask": item.mask, "status": status, "host": host,
+               "key": keys[item.id], "run": run_hash, "inputs": inputs[item.id], **fields}
+        _append(results_path, rec)
         bar.update(1)
+        if on_item is not None:
+            on_item(rec)
 
-    # Read and check every input first: a bad one is recorded and the others go on.
-    prepared: list[tuple[Item, Inputs]] = []
-    for it in todo:
-        try:
-            prepared.append((it, prepare_inputs(it.image, it.mask, G.img_resolution)))
-        except InputError as e:
-            record(it, "failed", error=str(e))
-    # Items asking for the same constraints share one objective (one compiled program).
-    groups: dict[tuple, list[tuple[Item, Inputs]]] = {}
-    for it, inp in prepared:
-        groups.setdefault((it.prompts, it.attributes), []).append((it, inp))
     try:
-        for (prompts, attributes), group in groups.items():
+        # Read and check every input first: a bad one (unreadable, too large) is recorded and the others go on.
+        prepared: dict[tuple, list[tuple[Item, Inputs]]] = {}
+        for it in todo:
             try:
-                objective = build_objective(G, cfg, prompts=prompts, attributes=dict(attributes),
-                                            clip=shared["clip"], classifier=shared["classifier"],
-                                            lpips_model=shared["lpips_model"], class_idx=class_idx)
-            except InputError as e:
-                for it, _ in group:
-                    record(it, "failed", error=str(e))
+                inp = prepare_inputs(it.image, it.mask, G.img_resolution)
+            except (InputError, OSError, ValueError, Image.DecompressionBombError, MemoryError) as e:
+                record(it, "failed", error=_one_line(e))
                 continue
-            m = objective.models  # load each model once for all groups
-            shared.update(lpips_model=m.lpips, clip=m.clip or shared["clip"],
-                          classifier=m.classifier or shared["classifier"])
-            _run_group(objective, group, seeds, batch, sharding, w_std, out, record)
+            prepared.setdefault((it.prompts, it.attributes), []).append((it, inp))
+        for group_key, group in prepared.items():
+            _run_group(objectives[group_key], group, seeds, batch, sharding, w_std, out, record, should_stop)
     finally:
         bar.close()
         for tmp in glob.glob(os.path.join(out, f".tmp-*-{os.getpid()}")):
             shutil.rmtree(tmp, ignore_errors=True)
     seconds = time.time() - t_start
-    summary = BatchSummary(len(mine), ok, failed, skipped, seconds, ok / seconds if seconds > 0 else 0.0, n_dev, hosts)
-    return summary
+    return BatchSummary(len(todo), ok, failed, 0, seconds, ok / seconds if seconds > 0 else 0.0, 0, hosts)
 
 
-def _run_group(objective, group, seeds, batch, sharding, w_std, out, record):
-    """Run the (item, seed) units of one objective in fixed-size batches; finish items as they complete."""
+def _one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split()) or type(e).__name__
+    return text if isinstance(e, InputError) else f"{type(e).__name__}: {text}"
+
+
+def _run_group(objective, group, seeds, batch, sharding, w_std, out, record, should_stop=None):
+    """Run the (item, seed) units of one objective in fixed-size batches; finish items as they complete.
+    A write failure (full disk) ends the run; a result that cannot be made (every seed NaN) fails its item."""
     frozen = objective.frozen()
     search = get_search(objective, batch)
     units = [(i, s) for i in range(len(group)) for s in seeds]
@@ -310,7 +498,8 @@ def _run_group(objective, group, seeds, batch, sharding, w_std, out, record):
             started[i] = started[i] or t0
         targets = np.stack([group[i][1].target for i, _ in chunk])
         knowns = np.stack([~group[i][1].hole for i, _ in chunk])
-        res = search.run([s for _, s in chunk], frozen, targets, knowns, w_std, sharding=sharding)
+        res = search.run([s for _, s in chunk], frozen, targets, knowns, w_std, sharding=sharding,
+                         should_stop=should_stop)
         for i in sorted({i for i, _ in chunk}):
             sel = np.array([j == i for j, _ in chunk])
             pieces.setdefault(i, []).append(_select(res, sel))
@@ -319,11 +508,12 @@ def _run_group(objective, group, seeds, batch, sharding, w_std, out, record):
                 item, inputs = group[i]
                 try:
                     result = finish(objective, frozen, _merge(pieces.pop(i)), inputs)
-                    outputs = _write_item(out, item, result)
-                    record(item, "ok", outputs=outputs, seconds=round(time.time() - started[i], 3),
-                           metrics=_brief(result.metrics))
                 except InputError as e:
                     record(item, "failed", error=str(e))
+                    continue
+                outputs = _write_item(out, item, result)
+                record(item, "ok", outputs=outputs, seconds=round(time.time() - started[i], 3),
+                       metrics=_brief(result.metrics))
 
 
 def _brief(metrics: dict) -> dict:
@@ -336,21 +526,24 @@ def _brief(metrics: dict) -> dict:
     return out
 
 
-def write_summary(out: str, items: Sequence[Item], runs: Sequence[BatchSummary] = ()) -> dict:
-    """summary.json over every host's results: counts, failures with their errors, throughput."""
+def write_summary(out: str, items: Sequence[Item], runs: Sequence[BatchSummary] = (),
+                  keys: dict | None = None) -> dict:
+    """summary.json over every host's results: counts, failures with their errors, throughput.
+    With `keys` (BatchSummary.keys), a record made with other options or inputs counts as missing."""
     records = read_results(out)
-    rows = [records.get(it.id, {"item": it.id, "status": "missing"}) for it in items]
+    rows = []
+    for it in items:
+        r = records.get(it.id)
+        if r is None or (keys is not None and r.get("key") != keys.get(it.id)):
+            r = {"item": it.id, "status": "missing"}
+        rows.append(r)
     summary = {"total": len(items), "ok": sum(r["status"] == "ok" for r in rows),
                "failed": [{"item": r["item"], "error": r.get("error")} for r in rows if r["status"] == "failed"],
                "missing": [r["item"] for r in rows if r["status"] == "missing"],
                "items": rows}
     if runs:
-        summary["runs"] = [dataclasses.asdict(r) for r in runs]
-    path = os.path.join(out, "summary.json")
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(summary, f, indent=1)
-    os.replace(tmp, path)
+        summary["runs"] = [{k: v for k, v in dataclasses.asdict(r).items() if k != "keys"} for r in runs]
+    files.write_json(os.path.join(out, "summary.json"), summary)
     return summary
 
 

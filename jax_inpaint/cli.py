@@ -1,6 +1,7 @@
 """The `jax-inpaint` command: thin click wrappers around library functions."""
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sys
@@ -22,7 +23,8 @@ class _Group(click.Group):
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         try:
-            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+            with _notes():
+                rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click.exceptions.Exit as e:
             sys.exit(e.exit_code)
         except click.ClickException as e:
@@ -37,25 +39,61 @@ class _Group(click.Group):
         sys.exit(rv if isinstance(rv, int) else 0)
 
 
+@contextlib.contextmanager
+def _notes():
+    """The library's `errors.Notice` warnings, each distinct one printed once as `note: ...` on stderr."""
+    import warnings
+
+    from jax_inpaint.errors import Notice
+
+    seen: set[str] = set()
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", Notice)
+        show = warnings.showwarning
+
+        def note(message, category, *args, **kwargs):
+            if not issubclass(category, Notice):
+                return show(message, category, *args, **kwargs)
+            if str(message) not in seen:
+                seen.add(str(message))
+                click.echo(f"note: {message}", err=True)
+
+        warnings.showwarning = note
+        yield
+
+
 def _fail(message: str, code: int) -> None:
     click.echo(f"Error: {message}", err=True)
     sys.exit(code)
 
 
 def parse_seeds(text: str) -> list[int]:
-    """'0-3,7,9-10' -> [0, 1, 2, 3, 7, 9, 10]."""
+    """'0-3,7,9-10' -> [0, 1, 2, 3, 7, 9, 10]: distinct whole numbers in [0, 2**32 - 1] (recipe.check_seeds)."""
+    from jax_inpaint.recipe import MAX_SEED, MAX_SEEDS, check_seeds
+
+    example = "such as '0-7' or '1,5,9'"
+    parts = [p.strip() for p in str(text).split(",")]
+    if parts == [""]:
+        raise click.BadParameter(f"no seeds given (a list of seeds {example})")
     seeds: list[int] = []
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
-        if not m or (m.group(2) is not None and int(m.group(2)) < int(m.group(1))):
-            raise click.BadParameter(f"{text!r} is not a list of seeds such as '0-7' or '1,5,9'")
-        lo = int(m.group(1))
-        seeds.extend(range(lo, int(m.group(2) or lo) + 1))
-    if not seeds:
-        raise click.BadParameter("no seeds given")
-    if len(set(seeds)) != len(seeds):
-        raise click.BadParameter(f"{text!r} repeats a seed")
-    return seeds
+    for part in parts:
+        if not part:
+            raise click.BadParameter(f"{text!r} has an empty element (a list of seeds {example})")
+        m = re.fullmatch(r"(\d{1,20})(?:\s*-\s*(\d{1,20}))?", part)
+        if not m:
+            raise click.BadParameter(f"{text!r} is not a list of seeds {example}")
+        lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
+        if hi < lo:
+            raise click.BadParameter(f"{text!r} is not a list of seeds: {part!r} ends before it starts")
+        if hi > MAX_SEED:
+            raise click.BadParameter(f"seed {hi} is out of range: seeds are whole numbers in [0, {MAX_SEED}]")
+        if len(seeds) + hi - lo + 1 > MAX_SEEDS:
+            raise click.BadParameter(f"{text!r}: more than {MAX_SEEDS:,} seeds")
+        seeds.extend(range(lo, hi + 1))
+    try:
+        return check_seeds(seeds)
+    except InputError as e:
+        raise click.BadParameter(str(e).removeprefix("--seeds").lstrip(": ")) from None
 
 
 class SeedsType(click.ParamType):
@@ -71,6 +109,22 @@ class SeedsType(click.ParamType):
 
 
 SEEDS = SeedsType()
+
+
+class FiniteFloat(click.ParamType):
+    """A float that is not NaN or infinite (click's FLOAT takes 'nan' and 'inf')."""
+    name = "FLOAT"
+
+    def convert(self, value, param, ctx):
+        import math
+
+        v = click.FLOAT.convert(value, param, ctx)
+        if not math.isfinite(v):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return v
+
+
+FINITE = FiniteFloat()
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
@@ -89,14 +143,23 @@ def main():
 
 
 def _use_compilation_cache() -> None:
-    """JAX's persistent compilation cache, unless the user configured their own or turned it off."""
-    import jax
+    """JAX's persistent compilation cache, unless the user configured their own or turned it off.
 
-    if os.environ.get("JAX_COMPILATION_CACHE_DIR") or jax.config.jax_compilation_cache_dir:
+    Set through JAX's environment variables when jax is not imported yet (so `--help` and the
+    numpy-only commands never import it), through jax.config when it is."""
+    if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
         return
     folder = os.environ.get("JAX_INPAINT_XLA_CACHE",
                             os.path.join(os.path.expanduser("~"), ".cache", "jax-inpaint", "xla"))
-    if folder:
+    if not folder:
+        return
+    if "jax" not in sys.modules:
+        os.environ["JAX_COMPILATION_CACHE_DIR"] = folder
+        os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "1.0")
+        return
+    import jax
+
+    if not jax.config.jax_compilation_cache_dir:
         jax.config.update("jax_compilation_cache_dir", folder)
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
 
@@ -112,7 +175,8 @@ def convert():
 @convert.command("stylegan2")
 @click.argument("src", type=click.Path(dir_okay=False))
 @click.argument("dest", type=click.Path(file_okay=False))
-@click.option("--overwrite", is_flag=True, help="Replace DEST if it exists.")
+@click.option("--overwrite", is_flag=True, help="Replace DEST if it is a model folder written by jax-inpaint "
+                   "(never a folder holding anything else, the source, or the current folder).")
 @click.option("--init-kwargs", type=click.Path(dir_okay=False, exists=True), default=None,
               help="JSON with NVIDIA's Generator constructor kwargs, for a bare state dict (.npz/.pt/.safetensors) "
                    "that does not carry them; without it the architecture is inferred from the tensor shapes.")
@@ -137,9 +201,10 @@ def convert_stylegan2_cmd(src, dest, overwrite, init_kwargs, conv_clamp, no_disc
 @click.option("--generator", "-g", "generator", required=True,
               help="Model folder from `convert stylegan2`, or a shipped model name (demo-faces).")
 @click.option("--seeds", type=SEEDS, default="0-7", help="Seeds, e.g. '0-7' or '1,5,9'; z as NVIDIA's generate.py draws it.")
-@click.option("--trunc", "truncation_psi", type=float, default=1.0, help="Truncation psi (1 = none).")
-@click.option("--trunc-cutoff", type=int, default=None, help="Truncate only the first N ws.")
-@click.option("--class", "class_idx", type=int, default=None, help="Class index for conditional generators.")
+@click.option("--trunc", "truncation_psi", type=FINITE, default=1.0, help="Truncation psi (1 = none).")
+@click.option("--trunc-cutoff", type=click.IntRange(min=0), default=None, help="Truncate only the first N ws.")
+@click.option("--class", "class_idx", type=click.IntRange(min=0), default=None,
+              help="Class index for conditional generators.")
 @click.option("--noise-mode", type=click.Choice(["const", "random", "none"]), default="const",
               help="Per-layer noise: the checkpoint's fixed noise, fresh noise per seed, or none.")
 @click.option("--latents", type=click.Path(dir_okay=False, exists=True), default=None,
@@ -184,7 +249,8 @@ def inpaint_inputs(fn):
         click.option("--seeds", type=SEEDS, default="0-7", help="Seeds of the K completions, e.g. '0-7' or '1,5,9'."),
         click.option("--config", "config", default=None,
                      help="YAML file or preset name in configs/ (default, nvidia, fast, demo); options given here override it."),
-        click.option("--class", "class_idx", type=int, default=None, help="Class index (conditional generators)."),
+        click.option("--class", "class_idx", type=click.IntRange(min=0), default=None,
+                     help="Class index (conditional generators)."),
         click.option("--prompt", "prompts", multiple=True,
                      help="Text the hole should match (CLIP); repeatable; 'TEXT::WEIGHT' sets a weight."),
         click.option("--clip", "clip", default=None, help="CLIP model folder from `convert clip` (for --prompt)."),
@@ -200,6 +266,10 @@ def inpaint_inputs(fn):
 
 
 def parse_prompts(prompts):
+    """['a smile', 'red hair::2'] -> [('a smile', 1.0), ('red hair', 2.0)]: non-empty texts, weights finite
+    and > 0 (recipe.check_prompts)."""
+    from jax_inpaint.recipe import check_prompts
+
     out = []
     for p in prompts:
         text, sep, weight = p.rpartition("::")
@@ -210,7 +280,7 @@ def parse_prompts(prompts):
                 raise click.BadParameter(f"{p!r}: the weight after '::' must be a number", param_hint="--prompt")
         else:
             out.append((p, 1.0))
-    return out
+    return list(check_prompts(out))
 
 
 @main.command()
@@ -231,16 +301,19 @@ def inpaint(image, mask, invert_mask, generator, seeds, config, class_idx, promp
       jax-inpaint inpaint face.png --mask mouth.png --generator ffhq256 \\
           --attribute Smiling=1 --classifier celeba-vit --attr-loss margin --out smiling/
     """
+    from jax_inpaint.files import output_folder
     from jax_inpaint.inpaint import inpaint as run, parse_attributes, save_result
 
-    result = run(image, mask, generator, seeds=seeds, config=config, prompts=parse_prompts(prompts),
-                 attributes=parse_attributes(attributes), clip=clip, classifier=classifier, class_idx=class_idx,
-                 invert_mask=invert_mask, progress=not quiet, **options)
+    prompts, attributes = parse_prompts(prompts), parse_attributes(attributes)
+    with output_folder(out):  # an unwritable --out is reported now, not after the search
+        result = run(image, mask, generator, seeds=seeds, config=config, prompts=prompts, attributes=attributes,
+                     clip=clip, classifier=classifier, class_idx=class_idx, invert_mask=invert_mask,
+                     progress=not quiet, **options)
+        written = save_result(result, out)  # all files or none; an earlier run's outputs are replaced
     for n in result.notices:
         click.echo(f"note: {n}", err=True)
     if result.dropped:
         click.echo(f"warning: seeds {result.dropped} diverged (NaN loss) and were dropped", err=True)
-    written = save_result(result, out)
     m = result.metrics
     click.echo(f"{len(result.seeds)} completions in {out} (grid: {written['grid']})")
     for e in m["seeds"]:
@@ -321,7 +394,8 @@ def masks_cmd(family, ratio, seed, size, out):
 @click.option("--hidden-act", default=None,
               help="For an OpenAI-named file: MLP activation, quick_gelu (OpenAI) or gelu (most open_clip "
                    "LAION models) [default: quick_gelu].")
-@click.option("--overwrite", is_flag=True, help="Replace DEST if it exists.")
+@click.option("--overwrite", is_flag=True, help="Replace DEST if it is a model folder written by jax-inpaint "
+                   "(never a folder holding anything else, the source, or the current folder).")
 def convert_clip_cmd(src, dest, tokenizer, config, vision_heads, text_heads, hidden_act, overwrite):
     """Convert a CLIP checkpoint SRC into the model folder DEST.
 
@@ -339,7 +413,8 @@ def convert_clip_cmd(src, dest, tokenizer, config, vision_heads, text_heads, hid
 @convert.command("classifier")
 @click.argument("src", type=click.Path())
 @click.argument("dest", type=click.Path(file_okay=False))
-@click.option("--overwrite", is_flag=True, help="Replace DEST if it exists.")
+@click.option("--overwrite", is_flag=True, help="Replace DEST if it is a model folder written by jax-inpaint "
+                   "(never a folder holding anything else, the source, or the current folder).")
 def convert_classifier_cmd(src, dest, overwrite):
     """Convert a Hugging Face ViTForImageClassification folder SRC into the model folder DEST.
 
@@ -391,7 +466,7 @@ from jax_inpaint.evaluate import DEFAULT_FAMILIES as EVAL_FAMILIES, DEFAULT_RATI
 @click.option("--gan-samples", type=click.IntRange(min=1), default=None,
               help="Instead of --images: N images sampled from the generator (seeds 0..N-1, as `generate` "
                    "draws them), whose exact completion is in the search space.")
-@click.option("--trunc", "truncation_psi", type=float, default=0.7, help="Truncation psi of the --gan-samples.")
+@click.option("--trunc", "truncation_psi", type=FINITE, default=0.7, help="Truncation psi of the --gan-samples.")
 @click.option("--families", default=",".join(EVAL_FAMILIES),
               help=f"Comma-separated mask families, from: {', '.join(MASK_FAMILIES)}.")
 @click.option("--ratios", default=",".join(f"{r:g}" for r in EVAL_RATIOS),
@@ -453,40 +528,51 @@ def evaluate_cmd(images, max_images, gan_samples, truncation_psi, families, rati
 @inpaint_inputs
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False),
               help="Output folder: one sub-folder per image, results.<host>.jsonl, summary.json.")
-@click.option("--per-device", type=int, default=None,
+@click.option("--per-device", type=click.IntRange(min=1), default=None,
               help="(image, seed) pairs per device per compiled step [default: the number of seeds].")
+@click.option("--recompute", is_flag=True,
+              help="--out holds images done with other options: redo them with these (otherwise such a rerun "
+                   "is refused, naming what changed).")
+@click.option("--wait", type=click.FloatRange(min=0), default=0.0,
+              help="Seconds to wait for another run that holds --out (otherwise that is an error).")
 @click.option("--coordinator", default=None, help="HOST:PORT of process 0, for several hosts (jax.distributed).")
-@click.option("--num-processes", type=int, default=None, help="Number of hosts (with --coordinator).")
-@click.option("--process-id", type=int, default=None, help="This host's index (with --coordinator).")
+@click.option("--num-processes", type=click.IntRange(min=1), default=None,
+              help="Number of hosts (with --coordinator).")
+@click.option("--process-id", type=click.IntRange(min=0), default=None, help="This host's index (with --coordinator).")
 @click.option("--distributed", is_flag=True,
               help="Initialise jax.distributed from the environment (TPU pods, SLURM, ...).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def inpaint_batch(images, masks, mask, manifest, generator, seeds, config, class_idx, prompts, clip, attributes,
-                  classifier, out, per_device, coordinator, num_processes, process_id, distributed, quiet, **options):
+                  classifier, out, per_device, recompute, wait, coordinator, num_processes, process_id, distributed,
+                  quiet, **options):
     """Inpaint a folder or manifest of images K ways each, on every local device and host.
 
     (image, seed) pairs are spread data-parallel over a mesh of this host's devices; each host takes
-    every N-th image. Rerunning the same command skips finished images and retries failed ones.
+    every N-th image. Rerunning the same command skips finished images and retries failed ones; a
+    rerun with other options is refused unless --recompute. One run at a time works in --out.
     Exit code 1 when any image failed (see summary.json).
     """
     from jax_inpaint import batch as B
 
     from jax_inpaint.inpaint import parse_attributes
 
-    B.initialize_distributed(coordinator, num_processes, process_id, auto=distributed)
+    prompts, attributes = tuple(parse_prompts(prompts)), tuple(parse_attributes(attributes).items())
     items = B.read_items(images=images, masks=masks, mask=mask, manifest=manifest)
     # --prompt / --attribute apply to the images whose manifest row gives none of their own
-    items = [B.dataclasses.replace(it, prompts=it.prompts or tuple(parse_prompts(prompts)),
-                                   attributes=it.attributes or tuple(parse_attributes(attributes).items()))
+    items = [B.dataclasses.replace(it, prompts=it.prompts or prompts, attributes=it.attributes or attributes)
              for it in items]
+    B.initialize_distributed(coordinator, num_processes, process_id, auto=distributed)
     summary = B.run_batch(items, generator, out, seeds=seeds, config=config, clip=clip, classifier=classifier,
-                          class_idx=class_idx, per_device=per_device, progress=not quiet, **options)
+                          class_idx=class_idx, per_device=per_device, progress=not quiet, recompute=recompute,
+                          wait=wait, **options)
+    for n in summary.notes:
+        click.echo(f"note: {n}", err=True)
     click.echo(f"host {B.jax.process_index()}: {summary.ok} done, {summary.failed} failed, {summary.skipped} "
                f"already done, on {summary.devices} device(s), {summary.images_per_second:.3g} images/s")
     B.barrier("jax-inpaint-batch-done")
     failed = summary.failed
     if B.jax.process_index() == 0:
-        total = B.write_summary(out, items, [summary])
+        total = B.write_summary(out, items, [summary], keys=summary.keys)
         failed = len(total["failed"]) + len(total["missing"])
         click.echo(f"{total['ok']}/{total['total']} images done; summary: {out}/summary.json")
         for f in total["failed"]:

@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jax_inpaint.errors import InputError
+from jax_inpaint.errors import InputError, notice
 from jax_inpaint.transformer import EncoderConfig, Encoder, ImagePreprocess, VisionEmbeddings, layer_norm, preprocess
 
 Array = jax.Array
@@ -64,15 +64,17 @@ class CLIPConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "CLIPConfig":
-        v, t = d["vision"], d["text"]
-        vision = CLIPVisionConfig(image_size=tuple(v["image_size"]), patch_size=tuple(v["patch_size"]),
-                                  num_channels=int(v["num_channels"]), encoder=EncoderConfig.from_dict(v["encoder"]))
-        text = CLIPTextConfig(vocab_size=int(t["vocab_size"]),
-                              max_position_embeddings=int(t["max_position_embeddings"]),
-                              eos_token_id=int(t["eos_token_id"]), encoder=EncoderConfig.from_dict(t["encoder"]))
-        return cls(vision=vision, text=text, projection_dim=int(d["projection_dim"]),
-                   preprocess=ImagePreprocess.from_dict(d["preprocess"]))
+    def from_dict(cls, d: Mapping[str, Any], what: str = "CLIP config") -> "CLIPConfig":
+        """From `to_dict`'s JSON (model.json), every field's type checked (nested configs too): one-line
+        InputError. `validate` checks the values."""
+        from jax_inpaint.checkpoint import parse_config
+        from jax_inpaint.transformer import check_image_config
+
+        cfg = parse_config(cls, d, what)
+        check_image_config(cfg.vision.image_size, cfg.vision.patch_size, cfg.vision.num_channels, cfg.preprocess, what)
+        if min(cfg.projection_dim, cfg.text.vocab_size, cfg.text.max_position_embeddings) < 1:
+            raise InputError(f"{what}: projection_dim, vocab_size and max_position_embeddings must be positive")
+        return cfg
 
     def validate(self, what: str) -> "CLIPConfig":
         self.vision.encoder.validate(f"{what}: vision")
@@ -266,10 +268,19 @@ class CLIP:
         tokenizer folder says, truncated with the end token kept; with return_mask also the mask."""
         if isinstance(texts, str):
             texts = [texts]
+        for text in texts:
+            n = len(self.tokenizer.tokenize(text)) + 2  # with <|startoftext|> and <|endoftext|>
+            if n > self.context_length:
+                notice(f"the prompt {_short(text)} is {n} tokens long; CLIP reads the first {self.context_length} "
+                       "(the rest is ignored)")
         out = self.tokenizer(list(texts), padding="max_length", max_length=self.context_length, truncation=True,
                              return_tensors="np")
         ids = out["input_ids"].astype(np.int32)
         return (ids, out["attention_mask"].astype(np.int32)) if return_mask else ids
+
+
+def _short(text: str, n: int = 40) -> str:
+    return repr(text if len(text) <= n else text[:n] + "...")
 
 
 def load_tokenizer(path: str):
@@ -299,5 +310,6 @@ def load_clip(folder) -> CLIP:
 
     folder = assets.resolve_model(folder, KIND)
     cfg, params = checkpoint.load_params_folder(
-        folder, KIND, lambda c: CLIPConfig.from_dict(c).validate(str(folder)), expected_params, "CLIP")
+        folder, KIND, lambda c: CLIPConfig.from_dict(c, f"{folder}: model.json").validate(str(folder)),
+        expected_params, "CLIP")
     return CLIP(cfg, params, folder=os.fspath(folder))

@@ -77,6 +77,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from jax_inpaint import files as fileio
 from jax_inpaint import images as imio
 from jax_inpaint import masks as masks_mod
 from jax_inpaint.errors import InputError
@@ -306,11 +307,8 @@ def _jsonable(x):
 
 
 def write_json(path: str, data) -> None:
-    """JSON via a temporary file renamed into place (NaN / inf written as null)."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(_jsonable(data), f, indent=1)
-    os.replace(tmp, path)
+    """JSON written atomically (fileio.write_json), NaN / inf as null."""
+    fileio.write_json(path, _jsonable(data))
 
 
 def _check_study(out: str, fingerprint: dict) -> None:
@@ -544,37 +542,48 @@ def evaluate(generator, out: str | os.PathLike, *, images: str | os.PathLike | S
     if isinstance(mask_seed, bool) or not isinstance(mask_seed, (int, np.integer)) or mask_seed < 0:
         raise InputError(f"the mask seed must be a non-negative integer, got {mask_seed!r}")
 
-    G = _load(generator, load_generator)
-    if cfg.realism > 0 and discriminator is None:
-        if not isinstance(generator, (str, os.PathLike)):
-            raise InputError("the realism term needs the discriminator: pass discriminator=")
-        discriminator = generator
-    D = _load(discriminator, load_discriminator) if cfg.realism > 0 else None
-    clip = None if clip is None else _load(clip, _loader("clip", "load_clip"))
-    classifier = None if classifier is None else _load(classifier, _loader("vit", "load_classifier"))
-    if lpips_model is None:
-        from jax_inpaint.lpips import load_lpips
-        lpips_model = load_lpips()
+    if prompts and clip is None:
+        raise InputError("prompts need a CLIP model folder (--clip)")
+    if attributes and classifier is None:
+        raise InputError("attribute targets need a classifier folder (--classifier)")
+    # Nothing is written before everything is checked: an unwritable --out first, then the models and the
+    # options that need them (prompts, attributes, class); a failure leaves no folder behind.
+    with fileio.output_folder(out):
+        G = _load(generator, load_generator)
+        if cfg.realism > 0 and discriminator is None:
+            if not isinstance(generator, (str, os.PathLike)):
+                raise InputError("the realism term needs the discriminator: pass discriminator=")
+            discriminator = generator
+        D = _load(discriminator, load_discriminator) if cfg.realism > 0 else None
+        clip = None if clip is None else _load(clip, _loader("clip", "load_clip"))
+        classifier = None if classifier is None else _load(classifier, _loader("vit", "load_classifier"))
+        if lpips_model is None:
+            from jax_inpaint.lpips import load_lpips
+            lpips_model = load_lpips()
 
-    if images is not None:
-        targets = image_targets(images, G.img_resolution, limit=max_images)
-        target_spec = {"kind": "images"}
-    else:
-        targets = gan_targets(G, int(gan_samples), truncation_psi=truncation_psi, class_idx=class_idx)
-        target_spec = {"kind": "gan", "truncation_psi": float(truncation_psi)}
-    cases, plan_notes = plan_cases(targets, families, ratios, mask_seed=mask_seed)
-    notes += plan_notes
+        if images is not None:
+            targets = image_targets(images, G.img_resolution, limit=max_images)
+            target_spec = {"kind": "images"}
+        else:
+            targets = gan_targets(G, int(gan_samples), truncation_psi=truncation_psi, class_idx=class_idx)
+            target_spec = {"kind": "gan", "truncation_psi": float(truncation_psi)}
+        cases, plan_notes = plan_cases(targets, families, ratios, mask_seed=mask_seed)
+        notes += plan_notes
 
-    prompt_list = [(p, 1.0) if isinstance(p, str) else (str(p[0]), float(p[1])) for p in (prompts or ())]
-    fingerprint = {
-        "generator": _model_id(G), "generator_config": _digest(repr(G.config)),
-        "config": dataclasses.asdict(cfg), "seeds": seeds, "prompts": prompt_list,
-        "attributes": dict(attributes or {}), "clip": _model_id(clip) if prompt_list else None,
-        "classifier": _model_id(classifier) if attributes else None, "class_idx": class_idx,
-        "discriminator": _model_id(D), "targets": target_spec, "mask_seed": int(mask_seed),
-        "baselines": baselines, "lpips": _model_id(lpips_model), "format_version": FORMAT_VERSION,
-    }
-    _check_study(out, fingerprint)
+        prompt_list = [(p, 1.0) if isinstance(p, str) else (str(p[0]), float(p[1])) for p in (prompts or ())]
+        fingerprint = {
+            "generator": _model_id(G), "generator_config": _digest(repr(G.config)),
+            "config": dataclasses.asdict(cfg), "seeds": seeds, "prompts": prompt_list,
+            "attributes": dict(attributes or {}), "clip": _model_id(clip) if prompt_list else None,
+            "classifier": _model_id(classifier) if attributes else None, "class_idx": class_idx,
+            "discriminator": _model_id(D), "targets": target_spec, "mask_seed": int(mask_seed),
+            "baselines": baselines, "lpips": _model_id(lpips_model), "format_version": FORMAT_VERSION,
+        }
+        from jax_inpaint.inpaint import build_objective
+        build_objective(G, cfg, prompts=prompt_list or None, attributes=dict(attributes or {}) or None,
+                        clip=clip, classifier=classifier, discriminator=D, lpips_model=lpips_model,
+                        class_idx=class_idx)  # what inpaint() builds for every case: validates the options
+        _check_study(out, fingerprint)
     fp_hash = _digest(json.dumps(_jsonable(fingerprint), sort_keys=True))
 
     records, todo = {}, []

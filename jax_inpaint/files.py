@@ -122,6 +122,82 @@ def remove_created(folder: str | os.PathLike) -> None:
         os.rmdir(os.fspath(folder))
 
 
+@contextlib.contextmanager
+def output_folder(folder: str | os.PathLike, *, what: str = "--out") -> Iterator[str]:
+    """`check_writable(folder)` before the work; if the work then fails (bad input found later, Ctrl-C),
+    the folders created here are removed again when they are still empty, so a failed run leaves no
+    trace. Yields the absolute path."""
+    folder = os.path.abspath(os.fspath(folder))
+    created = []
+    p = folder
+    while not os.path.exists(p) and os.path.dirname(p) != p:
+        created.append(p)
+        p = os.path.dirname(p)
+    check_writable(folder, what=what)
+    try:
+        yield folder
+    except BaseException:
+        for p in created:  # deepest first; only while empty
+            remove_created(p)
+        raise
+
+
+# ---------------------------------------------------------------------------------------------
+# Several files written as one: a staging folder, moved into place when everything is written.
+
+STAGING = ".jax-inpaint-staging"
+
+
+def _staging_pid(name: str) -> int | None:
+    try:
+        return int(name.rsplit("-", 1)[1])
+    except (IndexError, ValueError):
+        return None
+
+
+@contextlib.contextmanager
+def staged(out: str | os.PathLike, *, stale: Callable[[set[str]], list[str]] | None = None) -> Iterator[str]:
+    """Write a set of files into `out` all together or not at all.
+
+    Yields a staging folder inside `out` (same file system: the final moves are renames); write every
+    file there. When the block ends normally the files are moved into `out` (replacing files of the
+    same name) and then `stale(new_names)` -> names of files in `out` to remove (the earlier run's own
+    outputs this run did not rewrite) is applied. On any failure (a full disk, Ctrl-C) the staging
+    folder is removed and `out` is left as it was; an OSError becomes a one-line InputError.
+    Staging folders left by killed processes are removed on the way in.
+    """
+    import shutil
+
+    out = os.path.abspath(os.fspath(out))
+    try:
+        os.makedirs(out, exist_ok=True)
+        for name in os.listdir(out):
+            pid = _staging_pid(name) if name.startswith(STAGING + TMP_MARK) else None
+            if pid is not None and pid != os.getpid() and not _pid_alive(pid):
+                shutil.rmtree(os.path.join(out, name), ignore_errors=True)
+        stage = os.path.join(out, f"{STAGING}{TMP_MARK}{os.getpid()}")
+        shutil.rmtree(stage, ignore_errors=True)
+        os.mkdir(stage)
+    except OSError as e:
+        raise InputError(f"cannot write to {out}: {e.strerror or e}") from None
+    try:
+        yield stage
+        names = sorted(os.listdir(stage))
+        old = [n for n in (stale(set(names)) if stale else []) if n not in names]
+        for n in names:
+            os.replace(os.path.join(stage, n), os.path.join(out, n))
+        for n in old:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(os.path.join(out, n))
+        os.rmdir(stage)
+    except BaseException as e:
+        shutil.rmtree(stage, ignore_errors=True)
+        cause = e if isinstance(e, OSError) else e.__context__  # atomic_write's InputError keeps its OSError
+        if isinstance(cause, OSError) and (e is cause or str(e).startswith("cannot write")):
+            raise InputError(f"cannot write to {out}: {cause.strerror or cause}; nothing was written") from None
+        raise
+
+
 # ---------------------------------------------------------------------------------------------
 # An exclusive lock on an output folder.
 
@@ -143,9 +219,9 @@ class FolderLock:
     and start time. A lock left by a killed process on this host is recognised (its pid is gone) and
     taken over; a live holder is an InputError naming it (or, with `wait`, waited for)."""
 
-    def __init__(self, folder: str | os.PathLike, *, wait: float = 0.0, poll: float = 0.5):
+    def __init__(self, folder: str | os.PathLike, *, wait: float = 0.0, poll: float = 0.5, name: str = LOCK_FILE):
         self.folder = os.path.abspath(os.fspath(folder))
-        self.path = os.path.join(self.folder, LOCK_FILE)
+        self.path = os.path.join(self.folder, name)
         self.wait = wait
         self.poll = poll
         self.held = False

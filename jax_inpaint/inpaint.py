@@ -12,11 +12,11 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 
-from jax_inpaint import images
+from jax_inpaint import files, images
 from jax_inpaint.errors import InputError
 from jax_inpaint.objective import Constraints, Models, Objective
-from jax_inpaint.recipe import InpaintConfig, load_config
-from jax_inpaint.search import SearchResult, batches, default_batch, get_search, w_statistics
+from jax_inpaint.recipe import InpaintConfig, check_seeds, load_config
+from jax_inpaint.search import SearchResult, batches, fit_search, w_statistics
 
 
 # ---------------------------------------------------------------------------------------------
@@ -68,6 +68,9 @@ def prepare_inputs(image, mask, resolution: int, *, invert_mask: bool = False) -
         if img.ndim != 3 or img.shape[-1] not in (1, 3, 4):
             raise InputError(f"image array must be [H, W, 3], got {img.shape}")
         img = np.repeat(img, 3, -1) if img.shape[-1] == 1 else img[..., :3]
+        if img.dtype.kind not in "uif" or (img.dtype.kind == "f" and not np.isfinite(img).all()):
+            raise InputError(f"image array must hold finite numbers, got {img.dtype}"
+                             + (" with NaN/inf" if img.dtype.kind == "f" else ""))
     h, w = img.shape[:2]
     hole = load_mask(mask, (h, w), invert=invert_mask)
     if (h, w) != (resolution, resolution):
@@ -137,19 +140,63 @@ def cached_jit(key, fn):
     return _CACHED_JIT[key]
 
 
+# The metrics run on the K final images in calls of a bounded size, so their memory does not grow
+# with K: about METRIC_BYTES of activations per call, at PIXEL_BYTES per image pixel (VGG16's LPIPS
+# holds ~270 float32 activations per pixel of each of the two images it compares; the generator and
+# the ViT/CLIP encoders at their input sizes fewer). The last call is padded: one compile per size.
+METRIC_BYTES = 1 << 30
+PIXEL_BYTES = 4096
+# Diversity is the mean LPIPS over all pairs of completions up to K = 64 (2016 pairs); beyond, over a
+# fixed random sample of that many pairs (the number of pairs grows as K^2).
+MAX_DIVERSITY_PAIRS = 2016
+
+
+def metric_chunk(n: int, resolution: int) -> int:
+    """Images per metric call: n, or fewer when n images of this size would exceed METRIC_BYTES."""
+    return max(1, min(n, METRIC_BYTES // (PIXEL_BYTES * resolution * resolution)))
+
+
+def chunked(fn, n: int, take, size: int):
+    """fn(*take(idx)) over the items 0..n-1 in calls of `size` items (the last call padded by repeating
+    its last item, so every call has one shape), outputs cut to n and concatenated along axis 0."""
+    outs = []
+    for start in range(0, n, size):
+        idx = np.arange(start, min(start + size, n))
+        padded = np.concatenate([idx, np.full(size - len(idx), idx[-1])]) if len(idx) < size else idx
+        out = fn(*take(padded))
+        outs.append(jax.tree.map(lambda a, m=len(idx): np.asarray(a)[:m], out))
+    return jax.tree.map(lambda *a: np.concatenate(a), *outs)
+
+
+def diversity_pairs(k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(i, j) index pairs of the completions compared for diversity: all i < j, or a fixed random
+    sample of MAX_DIVERSITY_PAIRS pairs (i != j) when there are more."""
+    if k * (k - 1) // 2 <= MAX_DIVERSITY_PAIRS:
+        return np.triu_indices(k, 1)
+    rng = np.random.default_rng(0)
+    i = rng.integers(0, k, MAX_DIVERSITY_PAIRS)
+    j = rng.integers(0, k - 1, MAX_DIVERSITY_PAIRS)
+    return i, j + (j >= i)
+
+
 def _lpips_metrics(lp, raw, comp, target, hole):
-    """known-region LPIPS of each raw output [K], and LPIPS between completions inside the hole [K(K-1)/2]."""
+    """known-region LPIPS of each raw output [K], and LPIPS between completions inside the hole (the
+    pairs of `diversity_pairs`), computed in calls of at most `metric_chunk` image pairs."""
+    k = raw.shape[0]
+    ii, jj = diversity_pairs(k)
+    known_f, hole_f = (~hole).astype(np.float32), hole.astype(np.float32)
 
-    def fn(params, raw, comp, target, hole):
-        k = raw.shape[0]
-        known = jnp.broadcast_to(1.0 - hole, (k,) + hole.shape)
-        known_lp = lp.masked_input_distance(params, raw, jnp.broadcast_to(target, raw.shape), known)
-        ii, jj = np.triu_indices(k, 1)
-        pair = lp.masked_input_distance(params, comp[ii], comp[jj], jnp.broadcast_to(hole, (len(ii),) + hole.shape))
-        return known_lp, pair
+    def take(idx):  # items 0..k-1: (raw_i, target, known); then (comp_i, comp_j, hole) per pair
+        pair = np.maximum(idx - k, 0)
+        own = (idx < k)[:, None, None]
+        x = np.where(own[..., None], raw[np.minimum(idx, k - 1)], comp[ii[pair]] if len(ii) else 0)
+        y = np.where(own[..., None], target[None], comp[jj[pair]] if len(jj) else 0)
+        return lp.params, x, y, np.where(own, known_f, hole_f)
 
-    f = cached_jit(("lpips-metrics", lp.config), fn)
-    return f(lp.params, jnp.asarray(raw), jnp.asarray(comp), jnp.asarray(target)[None], jnp.asarray(hole, jnp.float32))
+    f = cached_jit(("lpips-metrics", lp.config), lp.masked_input_distance)
+    n = k + len(ii)
+    d = chunked(f, n, take, metric_chunk(n, hole.shape[0]))
+    return d[:k], d[k:]
 
 
 def compute_metrics(objective: Objective, frozen, res: SearchResult, raw: np.ndarray, comp: np.ndarray,
@@ -167,11 +214,13 @@ def compute_metrics(objective: Objective, frozen, res: SearchResult, raw: np.nda
     probs = sims = base_sims = None
     if m.classifier is not None:
         cls = m.classifier
-        probs = np.asarray(cached_jit(("probs", cls.config), cls.probs)(cls.params, jnp.asarray(comp)))
+        probs = chunked(cached_jit(("probs", cls.config), cls.probs), len(comp),
+                        lambda idx: (cls.params, comp[idx]), metric_chunk(len(comp), hole.shape[0]))
     if cons.prompts:
         fill = np.where(hole[..., None], target[known].mean(axis=0), target)  # the photo with a neutral hole
-        both = jnp.asarray(np.concatenate([comp, fill[None]]))
-        s = np.asarray(cached_jit(("clip-sim", m.clip.config), objective.clip_similarity)(frozen, both))
+        both = np.concatenate([comp, fill[None]])
+        s = chunked(cached_jit(("clip-sim", m.clip.config), objective.clip_similarity), len(both),
+                    lambda idx: (frozen, both[idx]), metric_chunk(len(both), hole.shape[0]))
         sims, base_sims = s[:-1], s[-1]
     for i, seed in enumerate(res.seeds):
         step = int(res.best_step[i])
@@ -198,6 +247,7 @@ def compute_metrics(objective: Objective, frozen, res: SearchResult, raw: np.nda
     out: dict[str, Any] = {"seeds": per_seed, "hole_ratio": float(hole.mean())}
     if pairs is not None and pairs.size:
         out["diversity_hole_lpips"] = float(pairs.mean())
+        out["diversity_pairs"] = int(pairs.size)  # all pairs, or a fixed sample (diversity_pairs())
     if cons.prompts:
         out["clip_similarity_input"] = {p: float(base_sims[j]) for j, (p, _) in enumerate(cons.prompts)}
     if per_seed and any("constraints_met" in e for e in per_seed):
@@ -261,7 +311,14 @@ def finish(objective: Objective, frozen, res: SearchResult, inputs: Inputs) -> I
     if dropped and len(dropped) == len(res.seeds):
         raise InputError(f"every seed's loss became NaN/inf (seeds {dropped}); try a lower learning rate")
     res = _select(res, np.asarray(res.alive, bool))
-    raw = np.asarray(G.synthesis(res.ws, noise=res.noise) if res.noise else G.synthesis(res.ws, noise_mode="none"))
+    def synth(ws, noise):
+        return G.synthesis(ws, noise=noise) if noise else G.synthesis(ws, noise_mode="none")
+
+    def take(idx):
+        return res.ws[idx], {k: v[idx] for k, v in (res.noise or {}).items()}
+
+    # In calls of a bounded size (the memory of one call does not grow with K).
+    raw = chunked(synth, len(res.seeds), take, metric_chunk(len(res.seeds), G.img_resolution))
     comp = composite(raw, inputs.target, inputs.hole, cfg.feather)
     metrics = compute_metrics(objective, frozen, res, raw, comp, inputs.target, inputs.hole)
     if dropped:
@@ -269,6 +326,37 @@ def finish(objective: Objective, frozen, res: SearchResult, inputs: Inputs) -> I
     metrics["config"] = dataclasses.asdict(cfg)
     return InpaintResult(res.seeds, dropped, inputs.target, inputs.hole, comp, raw, res.ws, res.noise, res.history,
                          metrics, cfg, inputs.notices)
+
+
+# Host memory that the outputs of one seed take until they are written, as a multiple of its final
+# image (float32 [R,R,3]): raw and completion, their clipped copies for the metrics, the grid tile and
+# the uint8 PNG buffers; plus its latents, noise maps and loss history (in the search result, merged
+# and selected copies).
+IMAGE_COPIES = 6
+HOST_FRACTION = 0.5  # of the host's available memory, the most that the outputs may plan to take
+
+
+def host_bytes_per_seed(G, cfg: InpaintConfig) -> int:
+    r = G.img_resolution
+    latents = G.num_ws * G.w_dim + sum(h * w for h, w in G.config.noise_shapes.values())
+    history = cfg.steps * 8  # the loss and a few terms, float32
+    return 4 * (IMAGE_COPIES * r * r * 3 + 3 * (latents + history))
+
+
+def check_host_memory(num_seeds: int, G, cfg: InpaintConfig) -> int:
+    """The host bytes the outputs of `num_seeds` seeds will take; a one-line InputError (before any
+    compiling) when that is more than HOST_FRACTION of the host's available memory."""
+    from jax_inpaint.search import _gb, host_available_memory
+
+    per_seed = host_bytes_per_seed(G, cfg)
+    need = num_seeds * per_seed
+    avail = host_available_memory()
+    if avail is not None and need > HOST_FRACTION * avail:
+        most = int(HOST_FRACTION * avail // per_seed)
+        raise InputError(f"--seeds: {num_seeds:,} seeds: their outputs ({G.img_resolution}x{G.img_resolution} "
+                         f"images, latents, loss histories) need about {_gb(need)} of host memory, "
+                         f"{_gb(avail)} available: at most {most:,} seeds per run here")
+    return need
 
 
 def inpaint(image, mask, generator, *, seeds: Sequence[int] = tuple(range(8)), config=None,
@@ -283,20 +371,17 @@ def inpaint(image, mask, generator, *, seeds: Sequence[int] = tuple(range(8)), c
     a YAML file or a preset name (default, nvidia, fast, demo); `options` override single InpaintConfig fields.
     """
     cfg = resolve_config(config, **options)
-    seeds = [int(s) for s in seeds]
-    if not seeds:
-        raise InputError("no seeds given")
-    if len(set(seeds)) != len(seeds):
-        raise InputError("seeds must be distinct")
+    seeds = check_seeds(seeds)
     objective = build_objective(generator, cfg, prompts=prompts, attributes=attributes, clip=clip,
                                 classifier=classifier, discriminator=discriminator, lpips_model=lpips_model,
                                 class_idx=class_idx)
     G = objective.models.G
     inputs = prepare_inputs(image, mask, G.img_resolution, invert_mask=invert_mask)
+    host = check_host_memory(len(seeds), G, cfg)  # before anything is compiled or allocated
     frozen = objective.frozen()
     _, w_std = w_statistics(G)
-    batch = default_batch(len(seeds), cfg)
-    search = get_search(objective, batch)
+    search = fit_search(objective, len(seeds), frozen, reserve=host)  # batches that fit in memory
+    batch = search.batch
     parts = []
     bar = _progress_bar(progress, cfg.steps * len(batches(seeds, batch)), len(seeds))
     try:
@@ -306,7 +391,9 @@ def inpaint(image, mask, generator, *, seeds: Sequence[int] = tuple(range(8)), c
     finally:
         if bar is not None:
             bar.close()
-    return finish(objective, frozen, _merge(parts), inputs)
+    result = finish(objective, frozen, _merge(parts), inputs)
+    result.metrics["search_batch"] = batch  # seeds optimised at once (batch 0: as many as fit in memory)
+    return result
 
 
 def _loader(module: str, fn: str):
@@ -361,6 +448,9 @@ def masked_preview(target: np.ndarray, hole: np.ndarray) -> np.ndarray:
     return img
 
 
+MAX_CURVES = 64
+
+
 def plot_losses(history: Mapping[str, np.ndarray], seeds: Sequence[int], path: str) -> None:
     import matplotlib
     matplotlib.use("Agg")
@@ -368,11 +458,12 @@ def plot_losses(history: Mapping[str, np.ndarray], seeds: Sequence[int], path: s
 
     names = [k for k in history if k != "loss"]
     fig, axes = plt.subplots(1, 1 + len(names), figsize=(4 * (1 + len(names)), 3.2), squeeze=False)
+    shown = list(seeds)[:MAX_CURVES]  # thousands of curves say nothing more and take memory and minutes
     for ax, name in zip(axes[0], ["loss"] + names):
         h = history[name]
-        for i, s in enumerate(seeds):
+        for i, s in enumerate(shown):
             ax.plot(np.arange(1, h.shape[0] + 1), h[:, i], lw=1, label=f"seed {s}")
-        ax.set_title(name)
+        ax.set_title(name if len(shown) == len(seeds) else f"{name} (first {len(shown)} of {len(seeds)} seeds)")
         ax.set_xlabel("step")
         if np.all(h[np.isfinite(h)] > 0):
             ax.set_yscale("log")
@@ -380,50 +471,78 @@ def plot_losses(history: Mapping[str, np.ndarray], seeds: Sequence[int], path: s
     if len(seeds) <= 10:
         axes[0][0].legend(fontsize=7)
     fig.tight_layout()
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        files.atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"), suffix=".png")
+    finally:
+        plt.close(fig)
+
+
+RESULT_FILES = ("grid.png", "latents.npz", "loss.png", "metrics.json")  # + completion_<seed>.png, raw_<seed>.png
+
+
+def _previous_outputs(out: str) -> list[str]:
+    """The files an earlier `save_result` wrote into `out`: its fixed names, and the completion_/raw_
+    PNGs of the seeds its metrics.json lists (files of other names, or of seeds it does not list, are
+    not ours and are never touched)."""
+    names = [n for n in RESULT_FILES if os.path.isfile(os.path.join(out, n))]
+    try:
+        with open(os.path.join(out, "metrics.json"), encoding="utf-8") as f:
+            seeds = [int(e["seed"]) for e in json.load(f)["seeds"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return names
+    return names + [f"{kind}_{s}.png" for s in seeds for kind in ("completion", "raw")]
 
 
 def save_result(result: InpaintResult, out: str) -> dict[str, str]:
-    """Write completion_<seed>.png, raw_<seed>.png, grid.png, latents.npz, loss.png, metrics.json."""
-    os.makedirs(out, exist_ok=True)
+    """Write completion_<seed>.png, raw_<seed>.png, grid.png, latents.npz, loss.png, metrics.json.
+
+    All or nothing: the files are written into a staging folder inside `out` and moved into place
+    together at the end; a failure (full disk, Ctrl-C) leaves `out` as it was and raises a one-line
+    InputError. The results of an earlier run in `out` are replaced: its completions of seeds this
+    run does not have are removed, so the folder holds exactly this run's outputs.
+    """
+    out = os.fspath(out)
     written = {}
-    for i, s in enumerate(result.seeds):
-        for kind, arr in (("completion", result.completions[i]), ("raw", result.raw[i])):
-            p = os.path.join(out, f"{kind}_{s}.png")
-            images.save_png(p, arr)
-            written[f"{kind}_{s}"] = p
-    tiles = [images.to_uint8(result.target), masked_preview(result.target, result.hole)]
-    tiles += [images.to_uint8(c) for c in result.completions]
-    labels = ["input", "masked"] + [f"seed {s}" for s in result.seeds]
-    grid = images.image_grid(tiles, ncols=min(len(tiles), 6), labels=labels if result.target.shape[0] >= 48 else None)
-    written["grid"] = os.path.join(out, "grid.png")
-    images.save_png(written["grid"], grid)
-    lat = {"ws": result.ws.astype(np.float32), "seeds": np.asarray(result.seeds, np.int64)}
-    for k, v in (result.noise or {}).items():
-        lat[f"noise/{k}"] = np.asarray(v, np.float32)
-    written["latents"] = os.path.join(out, "latents.npz")
-    tmp = written["latents"] + ".tmp.npz"
-    np.savez(tmp, **lat)
-    os.replace(tmp, written["latents"])
-    written["loss"] = os.path.join(out, "loss.png")
-    plot_losses(result.history, result.seeds, written["loss"])
-    written["metrics"] = os.path.join(out, "metrics.json")
-    tmp = written["metrics"] + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(result.metrics, f, indent=1)
-    os.replace(tmp, written["metrics"])
-    return written
+    with files.staged(out, stale=lambda new: _previous_outputs(out)) as stage:
+        for i, s in enumerate(result.seeds):
+            for kind, arr in (("completion", result.completions[i]), ("raw", result.raw[i])):
+                images.save_png(os.path.join(stage, f"{kind}_{s}.png"), arr)
+                written[f"{kind}_{s}"] = f"{kind}_{s}.png"
+        tiles = [images.to_uint8(result.target), masked_preview(result.target, result.hole)]
+        tiles += [images.to_uint8(c) for c in result.completions]
+        labels = ["input", "masked"] + [f"seed {s}" for s in result.seeds]
+        grid = images.image_grid(tiles, ncols=min(len(tiles), 6),
+                                 labels=labels if result.target.shape[0] >= 48 else None)
+        images.save_png(os.path.join(stage, "grid.png"), grid)
+        written["grid"] = "grid.png"
+        lat = {"ws": result.ws.astype(np.float32), "seeds": np.asarray(result.seeds, np.int64)}
+        for k, v in (result.noise or {}).items():
+            lat[f"noise/{k}"] = np.asarray(v, np.float32)
+        with open(os.path.join(stage, "latents.npz"), "wb") as f:
+            np.savez(f, **lat)
+        written["latents"] = "latents.npz"
+        plot_losses(result.history, result.seeds, os.path.join(stage, "loss.png"))
+        written["loss"] = "loss.png"
+        files.write_json(os.path.join(stage, "metrics.json"), result.metrics)
+        written["metrics"] = "metrics.json"
+    return {k: os.path.join(out, v) for k, v in written.items()}
 
 
 def parse_attributes(specs: Sequence[str]) -> dict[str, float]:
-    """['Smiling=1', 'Eyeglasses=0'] -> {'Smiling': 1.0, 'Eyeglasses': 0.0}."""
-    out = {}
+    """['Smiling=1', 'Eyeglasses=0'] -> {'Smiling': 1.0, 'Eyeglasses': 0.0}.
+
+    P must be a probability in [0, 1]; a name given twice must ask for the same P (recipe.check_attributes)."""
+    from jax_inpaint.recipe import check_attributes
+
+    pairs = []
     for spec in specs:
-        m = re.fullmatch(r"\s*([A-Za-z0-9_]+)\s*=\s*([0-9.]+)\s*", spec)
+        m = re.fullmatch(r"\s*([A-Za-z0-9_]+)\s*=\s*(\S+)\s*", str(spec))
         if not m:
-            raise InputError(f"--attribute {spec!r}: expected NAME=VALUE, e.g. Smiling=1")
-        out[m.group(1)] = float(m.group(2))
-    return out
+            raise InputError(f"--attribute {spec!r}: expected NAME=VALUE, e.g. Smiling=1 (VALUE: a probability)")
+        try:
+            p = float(m.group(2))
+        except ValueError:
+            raise InputError(f"--attribute {spec!r}: {m.group(2)!r} is not a number (targets are "
+                             "probabilities in [0, 1])") from None
+        pairs.append((m.group(1), p))
+    return dict(check_attributes(pairs))

@@ -34,6 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jax_inpaint.errors import InputError
+from jax_inpaint.recipe import LPIPS_MIN_SIZE
 from jax_inpaint.transformer import area_resize
 
 Array = jax.Array
@@ -126,6 +127,18 @@ def _pair_batch(x, y) -> tuple[Array, Array]:
     return jnp.broadcast_to(x, shape), jnp.broadcast_to(y, shape)
 
 
+MIN_SIZE = LPIPS_MIN_SIZE  # 16: VGG16 max-pools 4 times: relu5_3 of a smaller image is empty and its mean NaN
+
+
+def _check_size(x: Array) -> Array:
+    """Refuse images too small for VGG16 (shapes are static: this runs at trace time, never inside a step)."""
+    h, w = x.shape[1:3]
+    if h < MIN_SIZE or w < MIN_SIZE:
+        raise InputError(f"LPIPS needs images of at least {MIN_SIZE}x{MIN_SIZE} pixels (VGG16 halves them four "
+                         f"times), got {w}x{h}")
+    return x
+
+
 def _known_batch(known, shape) -> Array:
     """[H, W] or [N, H, W] (bool or float, 1 = known) -> float [N, H, W, 1]."""
     k = jnp.asarray(known, jnp.float32)
@@ -169,7 +182,8 @@ def _cell_mean(weights: list[Array], maps: list[Array]) -> list[Array]:
 class LPIPS:
     """LPIPS with its weights. Methods taking `params` first are pure (use them inside jit/grad/vmap).
 
-    Images are NHWC in [-1, 1], any size (the same for both; a batch of 1 broadcasts). resize_to:
+    Images are NHWC in [-1, 1], any size of at least 16x16 (the same for both; a batch of 1
+    broadcasts; smaller images are an InputError, not a NaN). resize_to:
     images with a side larger than this are first area-resized to resize_to x resize_to, as
     NVIDIA's projector does with 256.
     """
@@ -182,7 +196,7 @@ class LPIPS:
     def layer_maps(self, params, x: Array, y: Array) -> list[Array]:
         """The five lin-weighted squared difference maps [N, h_l, w_l] (before spatial averaging)."""
         x, y = _pair_batch(x, y)
-        return self.module.apply({"params": params}, x, y)
+        return self.module.apply({"params": params}, _check_size(x), y)
 
     def per_layer(self, params, x: Array, y: Array, *, resize_to: int | None = None) -> Array:
         """[N, 5]: the contribution of relu1_2, relu2_2, relu3_3, relu4_3, relu5_3 (they sum to `distance`)."""
@@ -223,7 +237,7 @@ class LPIPS:
             y = y * k
         elif mode not in ("plain", "feature"):
             raise ValueError(f"unknown LPIPS mode {mode!r}")
-        out = {"units": self.module.apply({"params": params}, _resized(y, resize_to), units_only=True)}
+        out = {"units": self.module.apply({"params": params}, _check_size(_resized(y, resize_to)), units_only=True)}
         if mode != "plain":
             out["known"] = k
         if mode == "feature":  # each layer's weight: the cells whose pixels are all known
@@ -237,7 +251,7 @@ class LPIPS:
         if "known" in prepared and "weights" not in prepared:
             x = x * prepared["known"]
         units = [jnp.broadcast_to(u, (x.shape[0],) + u.shape[1:]) for u in prepared["units"]]
-        maps = self.module.apply({"params": params}, _resized(x, resize_to), y_units=units)
+        maps = self.module.apply({"params": params}, _check_size(_resized(x, resize_to)), y_units=units)
         if "weights" in prepared:
             return sum(_cell_mean(prepared["weights"], maps))
         return sum(jnp.mean(m, axis=(1, 2)) for m in maps)

@@ -106,12 +106,9 @@ class Constraints:
     @staticmethod
     def make(attributes: Mapping[str, float] | Sequence[tuple[str, float]] | None = None,
              prompts: Sequence[str | tuple[str, float]] | None = None) -> "Constraints":
-        attrs = tuple((str(k), float(v)) for k, v in (dict(attributes or {})).items())
-        for name, v in attrs:
-            if not 0.0 <= v <= 1.0:
-                raise InputError(f"attribute target {name}={v}: targets are probabilities in [0, 1]")
-        ps = tuple((p, 1.0) if isinstance(p, str) else (str(p[0]), float(p[1])) for p in (prompts or ()))
-        return Constraints(attrs, ps)
+        from jax_inpaint.recipe import check_attributes, check_prompts  # the one validation layer
+
+        return Constraints(check_attributes(attributes), check_prompts(prompts))
 
 
 class Objective:

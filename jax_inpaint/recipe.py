@@ -1,11 +1,19 @@
 """Inpainting options: one frozen dataclass holds every option and its default (the original study's
 recipe); YAML files in `configs/` override some of them; the CLI overrides those again.
+
+This is also the one place where options are validated: `check_option` (each value's type and range,
+whether it comes from the CLI, a YAML file or the Python API), `check_combination` (what they mean
+together) and `check_seeds`. A bad value is a one-line InputError naming the option as the CLI spells it.
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
+import math
+import numbers
 import os
 import pathlib
+import re
 from typing import Any, Mapping
 
 import yaml
@@ -22,6 +30,122 @@ _CHOICES = {
     "lpips_mask": ("input", "feature"),
     "attr_loss": ("bce", "margin", "lse"),
 }
+
+# The one validation layer of the inpainting options: every field's type and range. A number field
+# takes an int or a float (a bool or a string is refused, also from YAML); an int field takes a float
+# only when it is a whole number (`steps: 3.7` is refused, not run as 3); every number must be finite.
+MAX_STEPS = 1_000_000  # the loss history alone is steps x seeds x terms floats
+MAX_CHUNK = 10_000  # a chunk runs all its steps (past `steps` too): a huge one would never end
+LPIPS_MIN_SIZE = 16  # VGG16 pools four times: smaller images leave its last layer empty (LPIPS = nan)
+_INTS = {"steps", "lpips_resize", "chunk", "batch"}
+# name -> (lowest, lowest allowed?, highest, highest allowed?)
+_RANGES: dict[str, tuple[float, bool, float, bool]] = {
+    "steps": (1, True, MAX_STEPS, True),
+    "init_jitter": (0, True, math.inf, False),
+    "init_trunc": (0, False, math.inf, False),
+    "lr": (0, False, math.inf, False),
+    "lr_decay": (0, False, 1, True),
+    "lr_rampup": (0, False, 1, True),  # 0 would divide by zero in NVIDIA's ramp (lr = nan)
+    "lr_rampdown": (0, False, 1, True),
+    "w_noise": (0, True, math.inf, False),
+    "w_noise_ramp": (0, False, 1, True),
+    "mse": (0, True, math.inf, False),
+    "lpips": (0, True, math.inf, False),
+    "lpips_resize": (0, True, math.inf, False),
+    "noise_reg": (0, True, math.inf, False),
+    "w_avg_reg": (0, True, math.inf, False),
+    "realism": (0, True, math.inf, False),
+    "attr_weight": (0, True, math.inf, False),
+    "attr_epsilon": (0, True, math.inf, False),
+    "clip_weight": (0, True, math.inf, False),
+    "chunk": (1, True, MAX_CHUNK, True),
+    "batch": (0, True, math.inf, False),
+    "feather": (0, True, math.inf, False),
+}
+
+
+def option_name(name: str) -> str:
+    """A field as the command line spells it: lr_decay -> --lr-decay."""
+    return f"--{name.replace('_', '-')}"
+
+
+def _num(x) -> str:
+    return f"{int(x):,}" if float(x).is_integer() and abs(x) >= 1e4 else f"{x:g}"
+
+
+def _range_text(lo, lo_in, hi, hi_in) -> str:
+    if hi == math.inf:
+        return f"{'>=' if lo_in else '>'} {_num(lo)}"
+    return f"in {'[' if lo_in else '('}{_num(lo)}, {_num(hi)}{']' if hi_in else ')'}"
+
+
+def check_option(name: str, value, where: str | None = None):
+    """One option's value, type-checked and range-checked: the value (an int field as int, a number
+    field as float), or a one-line InputError naming the option (`where`: how to name it, default
+    its command-line spelling)."""
+    where = where or option_name(name)
+    if name in _CHOICES:
+        if not isinstance(value, str) or value not in _CHOICES[name]:
+            raise InputError(f"{where} must be one of {', '.join(_CHOICES[name])} (got {value!r})")
+        return value
+    if name not in _RANGES:
+        raise InputError(f"unknown inpainting option {name!r}")
+    is_int = name in _INTS
+    kind = "a whole number" if is_int else "a number"
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        got = f"the string {value!r}" if isinstance(value, str) else f"{value!r}"
+        raise InputError(f"{where} must be {kind} (got {got})")
+    value = float(value)
+    if not math.isfinite(value):
+        raise InputError(f"{where} must be a finite number (got {value})")
+    if is_int:
+        if not value.is_integer():
+            raise InputError(f"{where} must be a whole number (got {value:g})")
+        value = int(value)
+    lo, lo_in, hi, hi_in = _RANGES[name]
+    if value < lo or (value == lo and not lo_in) or value > hi or (value == hi and not hi_in):
+        raise InputError(f"{where} must be {_range_text(lo, lo_in, hi, hi_in)} (got {_num(value)})")
+    if name == "lpips_resize" and 0 < value < LPIPS_MIN_SIZE:
+        raise InputError(f"{where} must be 0 (never resize) or at least {LPIPS_MIN_SIZE}: LPIPS's VGG16 needs "
+                         f"images of at least {LPIPS_MIN_SIZE}x{LPIPS_MIN_SIZE} pixels (got {value})")
+    return value
+
+
+def check_combination(cfg: "InpaintConfig") -> None:
+    """What the options mean together."""
+    if cfg.mse <= 0 and cfg.lpips <= 0:
+        raise InputError("--mse and --lpips are both 0: nothing would match the known pixels (a prompt or an "
+                         "attribute alone ignores them); give one of them a weight > 0")
+
+
+MAX_SEEDS = 1_000_000
+MAX_SEED = 2**32 - 1
+
+
+def check_seeds(seeds, what: str = "--seeds") -> list[int]:
+    """A list of distinct whole numbers in [0, 2**32 - 1] (what NumPy's and JAX's seeding take), at most
+    MAX_SEEDS of them; otherwise a one-line InputError."""
+    if isinstance(seeds, (str, bytes)) or not hasattr(seeds, "__len__"):
+        seeds = list(seeds) if not isinstance(seeds, (str, bytes)) else [seeds]
+    if len(seeds) > MAX_SEEDS:
+        raise InputError(f"{what}: {len(seeds)} seeds, at most {MAX_SEEDS:,} are allowed")
+    out = []
+    for s in seeds:
+        if isinstance(s, bool) or not isinstance(s, numbers.Integral):
+            if isinstance(s, numbers.Real) and not isinstance(s, bool) and float(s).is_integer():
+                s = int(s)
+            else:
+                raise InputError(f"{what}: {s!r} is not a whole number")
+        s = int(s)
+        if not 0 <= s <= MAX_SEED:
+            raise InputError(f"{what}: seed {s} is out of range: seeds are whole numbers in [0, {MAX_SEED}]")
+        out.append(s)
+    if not out:
+        raise InputError(f"{what}: no seeds given")
+    if len(set(out)) != len(out):
+        dup = sorted(s for s, n in collections.Counter(out).items() if n > 1)[:5]
+        raise InputError(f"{what}: seeds must be distinct (repeated: {', '.join(map(str, dup))})")
+    return out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,20 +207,19 @@ class InpaintConfig:
     chunk: int = 25
     """Steps per compiled chunk between progress updates (no host round trip inside a chunk)."""
     batch: int = 0
-    """Seeds optimised at once; 0 = all of them (split into batches when they do not fit in memory)."""
+    """Seeds optimised at once; 0 = all of them, split into equal batches when the compiled search does not fit in memory (on CPU: at most 256)."""
     feather: float = 2.0
     """Width in pixels of the seam where known pixels are blended with the completion."""
 
     def __post_init__(self):
-        for name, choices in _CHOICES.items():
-            if getattr(self, name) not in choices:
-                raise InputError(f"{name} must be one of {choices}, got {getattr(self, name)!r}")
-        if self.steps < 1:
-            raise InputError("steps must be at least 1")
-        if self.chunk < 1 or self.batch < 0:
-            raise InputError("chunk must be >= 1 and batch >= 0")
+        for f in dataclasses.fields(self):
+            object.__setattr__(self, f.name, check_option(f.name, getattr(self, f.name)))
+        check_combination(self)
 
     def replace(self, **kw) -> "InpaintConfig":
+        unknown = sorted(set(kw) - {f.name for f in dataclasses.fields(self)})
+        if unknown:
+            raise InputError(f"unknown inpainting options: {', '.join(unknown)}")
         return dataclasses.replace(self, **kw)
 
 
@@ -131,31 +254,88 @@ def find_preset(name_or_path: str) -> pathlib.Path:
     raise InputError(f"{name_or_path}: no such config file or preset (presets: {', '.join(names)})")
 
 
+def check_prompts(prompts, what: str = "--prompt") -> tuple[tuple[str, float], ...]:
+    """CLIP prompts, as texts or (text, weight) pairs -> ((text, weight), ...): every text non-empty,
+    every weight a finite number > 0; otherwise a one-line InputError."""
+    out = []
+    for p in prompts or ():
+        text, weight = (p, 1.0) if isinstance(p, str) else tuple(p)
+        if not isinstance(text, str):
+            raise InputError(f"{what}: a prompt must be text (got {text!r})")
+        if not text.strip():
+            raise InputError(f"{what} {text!r}: the prompt is empty (give the text the hole should match)")
+        if isinstance(weight, bool) or not isinstance(weight, numbers.Real) or not math.isfinite(weight) \
+                or weight <= 0:
+            raise InputError(f"{what} {text!r}: the weight must be a finite number > 0 (got {weight!r})")
+        out.append((text, float(weight)))
+    return tuple(out)
+
+
+def check_attributes(attributes, what: str = "--attribute") -> tuple[tuple[str, float], ...]:
+    """Attribute targets {name: p} or (name, p) pairs -> ((name, p), ...): p a probability in [0, 1];
+    a name given twice must ask for the same p (it is then kept once); otherwise a one-line InputError."""
+    pairs = attributes.items() if isinstance(attributes, Mapping) else (attributes or ())
+    out: dict[str, float] = {}
+    for pair in pairs:
+        name, p = pair
+        name = str(name).strip()
+        if not name:
+            raise InputError(f"{what}: an attribute needs a name (NAME=P, e.g. Smiling=1)")
+        if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0.0 <= float(p) <= 1.0:
+            raise InputError(f"{what} {name}={p}: targets are probabilities in [0, 1]")
+        if name in out and out[name] != float(p):
+            raise InputError(f"{what}: {name} is asked to be both {out[name]:g} and {float(p):g}")
+        out[name] = float(p)
+    return tuple(out.items())
+
+
+MAX_CONFIG_BYTES = 1 << 20
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML 1.1 reads `lr: 1e-3` as a string; here an unquoted number is a number (a quoted one stays text)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:[-+]?[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+                   |[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+
+                   |[-+]?\.[0-9][0-9_]*(?:[eE][-+]?[0-9]+)?
+                   |[-+]?\.(?:inf|Inf|INF)
+                   |\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."))
+
+
 def load_config(name_or_path: str | None = None, **overrides) -> InpaintConfig:
-    """Defaults, then the YAML file (if any), then the overrides whose value is not None."""
+    """Defaults, then the YAML file (if any), then the overrides whose value is not None.
+
+    Every value is checked by `check_option` (a bad value in the file is named as `FILE: key`), the
+    result by `check_combination`."""
+    known = {f.name for f in dataclasses.fields(InpaintConfig)}
     values: dict[str, Any] = {}
     if name_or_path:
         path = find_preset(name_or_path)
         try:
-            data = yaml.safe_load(path.read_text()) or {}
+            with open(path, "rb") as f:
+                raw = f.read(MAX_CONFIG_BYTES + 1)
+            if len(raw) > MAX_CONFIG_BYTES:
+                raise InputError(f"{path}: larger than {MAX_CONFIG_BYTES >> 10} KiB: not a config file")
+            data = yaml.load(raw.decode("utf-8"), Loader=_Loader) or {}
+        except UnicodeDecodeError:
+            raise InputError(f"{path}: not a text (UTF-8) file") from None
         except yaml.YAMLError as e:
-            raise InputError(f"{path}: not valid YAML ({e})") from None
+            raise InputError(f"{path}: not valid YAML ({' '.join(str(e).split())})") from None
         if not isinstance(data, Mapping):
             raise InputError(f"{path}: expected a mapping of option: value")
-        values.update(data)
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    known = {f.name: f for f in dataclasses.fields(InpaintConfig)}
-    unknown = sorted(set(values) - set(known))
+        unknown = sorted(str(k) for k in data if k not in known)
+        if unknown:
+            raise InputError(f"{path}: unknown inpainting options: {', '.join(unknown)}")
+        values.update({k: check_option(k, v, f"{path}: {k}") for k, v in data.items()})
+    unknown = sorted(str(k) for k, v in overrides.items() if v is not None and k not in known)
     if unknown:
         raise InputError(f"unknown inpainting options: {', '.join(unknown)}")
-    typed = {}
-    for k, v in values.items():
-        t = type(getattr(InpaintConfig, k))
-        try:
-            typed[k] = t(v) if t in (int, float) and not isinstance(v, bool) else v
-        except (TypeError, ValueError):
-            raise InputError(f"option {k}: {v!r} is not a {t.__name__}") from None
-    return InpaintConfig(**typed)
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return InpaintConfig(**values)
 
 
 def write_defaults_yaml(path: str | os.PathLike) -> None:

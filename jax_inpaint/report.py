@@ -32,6 +32,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from jax_inpaint import files as fileio
 from jax_inpaint import images as imio
 from jax_inpaint.evaluate import COLUMNS, HIGHER_IS_BETTER, METRICS, picture_tiles, write_json
 
@@ -98,13 +99,12 @@ def summarise(rows: Sequence[Mapping]) -> list[dict]:
 
 
 def write_csv(path: str, rows: Sequence[Mapping], columns: Sequence[str]) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(columns), extrasaction="ignore")
-        w.writeheader()
-        for r in rows:
-            w.writerow({k: "" if r.get(k) is None else _csv_value(r.get(k)) for k in columns})
-    os.replace(tmp, path)
+    buf = io.StringIO(newline="")
+    w = csv.DictWriter(buf, fieldnames=list(columns), extrasaction="ignore")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: "" if r.get(k) is None else _csv_value(r.get(k)) for k in columns})
+    fileio.write_text(path, buf.getvalue())
 
 
 def _csv_value(v):
@@ -131,9 +131,7 @@ def _figure(nplots: int, *, width: float = 3.6, height: float = 3.0, max_cols: i
 
 
 def _save(fig, path: str) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}.png"
-    fig.savefig(tmp, format="png")
-    os.replace(tmp, path)
+    fileio.atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"), suffix=".png")
 
 
 def _by(summary, family, series):
@@ -530,10 +528,7 @@ def write_html(path: str, out: str, meta: Mapping, rows: Sequence[Mapping], summ
              "per case and method), <code>summary.csv</code> (the tables), <code>plots/*.png</code>, "
              "<code>samples/&lt;family&gt;.png</code>, <code>cases/</code> (one JSON record and one picture "
              "per case; a rerun with the same options reuses them).</p></body></html>")
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write("\n".join(h))
-    os.replace(tmp, path)
+    fileio.write_text(path, "\n".join(h))
 
 
 def _seed_text(seeds: Sequence[int]) -> str:

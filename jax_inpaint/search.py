@@ -6,11 +6,18 @@ chunk function takes the state (donated), the first step index, the frozen weigh
 image and mask per batch item (so a batch may mix images: `inpaint-batch` lays (image x seed) items
 out on a device mesh), so a new image, mask, prompt or set of seeds reuses the compiled program; only
 shapes and the options that change the program (the `Objective.spec`) compile anew.
+
+Memory: `fit_search` picks the batch size. The chunk is compiled ahead of time (nothing allocated) and
+its own memory analysis says what it needs (arguments + outputs + temporaries); when the seeds do not
+fit in the memory available (device memory, or the host's on CPU) they are split into equal batches
+that do, from the per-seed footprint of that analysis; the compiled chunk is then reused for every call.
 """
 from __future__ import annotations
 
 import dataclasses
 import functools
+import math
+import os
 from typing import Callable, Sequence
 
 import jax
@@ -18,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jax_inpaint.errors import InputError
 from jax_inpaint.objective import Objective, normalize_noise
 from jax_inpaint.recipe import InpaintConfig
 
@@ -82,7 +90,11 @@ class Search:
         n_chunks = -(-cfg.steps // cfg.chunk)
         self.chunk = -(-cfg.steps // n_chunks)
         self._init = jax.jit(jax.vmap(self._init_one, in_axes=(0, None, None, None)))
-        self._chunk = jax.jit(self._run_chunk, donate_argnums=(0,))
+        self._chunk_jit = jax.jit(self._run_chunk, donate_argnums=(0,))
+        self._compiled = None  # the chunk compiled ahead of time by `compile` (single device)
+        self._signature = None  # the argument shapes it was compiled for
+        self.traces = 0  # times the chunk function was traced (each trace is a compile): tests count these
+        self.memory: int | None = None  # bytes the compiled chunk needs (see `compile`)
 
     # One seed ------------------------------------------------------------------------------------
     def _init_one(self, key, frozen, w_std, c):
@@ -145,6 +157,7 @@ class Search:
         return out, (loss, terms)
 
     def _run_chunk(self, state, t0, frozen, targets, knowns, w_std):
+        self.traces += 1  # Python side effect: runs once per trace, never in the compiled program
         prepared = jax.vmap(self.objective.prepare_target, in_axes=(None, 0, 0))(frozen, targets, knowns)
         step_all = jax.vmap(self._step_one, in_axes=(0, None, None, 0, 0, None, 0))
 
@@ -153,14 +166,43 @@ class Search:
 
         return jax.lax.scan(body, state, t0 + jnp.arange(self.chunk))
 
+    # Compiling it ahead of time ------------------------------------------------------------------
+    def compile(self, frozen) -> int:
+        """Compile the chunk for this batch size on the default device without allocating anything
+        (abstract state and targets) and return the bytes it needs: arguments + outputs - donated
+        (aliased) + temporaries, from XLA's memory analysis of the compiled program. Later calls with
+        these shapes run this executable (no second compile)."""
+        if self._compiled is None:
+            b, res = self.batch, self.G.img_resolution
+            f32 = jnp.float32
+            keys = jax.eval_shape(jax.vmap(jax.random.key), jax.ShapeDtypeStruct((b,), jnp.uint32))
+            w_std = jax.ShapeDtypeStruct((), f32)
+            state = jax.eval_shape(self._init, keys, frozen, w_std, frozen.get("c"))
+            args = (state, jax.ShapeDtypeStruct((), jnp.int32), frozen, jax.ShapeDtypeStruct((b, res, res, 3), f32),
+                    jax.ShapeDtypeStruct((b, res, res), f32), w_std)
+            self._compiled = self._chunk_jit.lower(*args).compile()
+            self._signature = _signature(args)
+            self.memory = compiled_bytes(self._compiled)
+        return self.memory
+
+    def _chunk(self, state, t0, frozen, targets, knowns, w_std):
+        """One compiled chunk of steps (the ahead-of-time executable when the shapes are its own)."""
+        args = (state, t0, frozen, targets, knowns, w_std)
+        if self._compiled is not None and _single_device(args) and _signature(args) == self._signature:
+            return self._compiled(*args)
+        return self._chunk_jit(*args)
+
     # Driving it ---------------------------------------------------------------------------------
     def run(self, seeds: Sequence[int], frozen, target: Array, known: Array, w_std: float,
-            progress: Callable[[int, np.ndarray], None] | None = None, sharding=None) -> SearchResult:
+            progress: Callable[[int, np.ndarray], None] | None = None, sharding=None,
+            should_stop: Callable[[], bool] | None = None) -> SearchResult:
         """Optimise `len(seeds) <= batch` items (padded to the batch size, so shapes never change).
 
         target [H,W,3] and known [H,W] are shared by all items, or given per item ([k,H,W,3], [k,H,W]).
         `sharding`: a `jax.sharding.Sharding` for arrays whose leading axis is the batch (data
         parallel over a device mesh); the frozen weights are then replicated on the same mesh.
+        `should_stop()` is asked before the first chunk and after each chunk's losses are read; when
+        it says True the run ends there with KeyboardInterrupt (a deterministic interruption point).
         """
         seeds = list(seeds)
         k = len(seeds)
@@ -194,10 +236,16 @@ class Search:
             if progress is not None:
                 progress(min(self.chunk, self.cfg.steps - t0), loss[-1])
 
+        def check_stop():  # the interruption point: between chunks (Ctrl-C lands within one chunk)
+            if should_stop is not None and should_stop():
+                raise KeyboardInterrupt("stopped between two chunks of the search")
+
+        check_stop()
         for t0 in range(0, self.cfg.steps, self.chunk):
             state, out = self._chunk(state, jnp.asarray(t0, jnp.int32), frozen, targets, knowns, w_std)
             if pending is not None:
                 collect(*pending)
+                check_stop()
             pending = (t0, out)
         collect(*pending)
         history = {"loss": np.concatenate(losses)[: self.cfg.steps]}
@@ -220,15 +268,20 @@ def get_search(objective: Objective, batch: int) -> Search:
     A cached search was traced with the first objective of its spec; the weights, targets and prompt
     embeddings are arguments of the compiled program, so only the spec (the key) must agree.
     """
-    key = (objective.spec, batch)
-    if key not in _SEARCHES:
+    # cfg.batch only says how seeds are grouped: the program for a batch size is the same whatever it is.
+    spec = tuple(x.replace(batch=0) if isinstance(x, InpaintConfig) else x for x in objective.spec)
+    key = (spec, batch)
+    search = _SEARCHES.pop(key, None)  # least recently used first: a hit moves to the end
+    if search is None:
         if len(_SEARCHES) >= 8:
             _SEARCHES.pop(next(iter(_SEARCHES)))
-        _SEARCHES[key] = Search(objective, batch)
-    return _SEARCHES[key]
+        search = Search(objective, batch)
+    _SEARCHES[key] = search
+    return search
 
 
 def default_batch(num_seeds: int, cfg: InpaintConfig) -> int:
+    """The batch size asked for (0: all seeds), before `fit_search` checks the memory."""
     return num_seeds if cfg.batch == 0 else min(cfg.batch, num_seeds)
 
 
@@ -236,3 +289,153 @@ def batches(seeds: Sequence[int], size: int) -> list[list[int]]:
     return [list(seeds[i:i + size]) for i in range(0, len(seeds), size)]
 
 
+# ---------------------------------------------------------------------------------------------
+# Memory: how many seeds fit in one compiled call.
+
+# Of the memory available when a run starts, the share one search plans to use: on CPU the host's
+# RAM is shared with the outputs, the Python process and everything else running; on an accelerator
+# the search has the device to itself but XLA's estimate is not the allocator's exact peak.
+MEMORY_FRACTION = {"cpu": 0.6}
+DEVICE_MEMORY_FRACTION = 0.85
+# On CPU, vmapping more seeds adds no parallelism once the cores are busy, only memory (the demo on
+# 2 cores: 122 seed-steps/s at K = 4, 100 at 64, 71 at 256): batch 0 runs at most this many at once.
+CPU_MAX_BATCH = 256
+
+
+def _signature(args) -> tuple:
+    leaves, tree = jax.tree.flatten(args)
+    return tree, tuple((tuple(x.shape), str(x.dtype), bool(getattr(x, "weak_type", False))) for x in leaves)
+
+
+def _single_device(args) -> bool:
+    for x in jax.tree.leaves(args):
+        sharding = getattr(x, "sharding", None)
+        if sharding is not None and len(sharding.device_set) > 1:
+            return False
+    return True
+
+
+def compiled_bytes(compiled) -> int | None:
+    """Peak bytes of a compiled executable by XLA's memory analysis (None where the backend has none)."""
+    try:
+        m = compiled.memory_analysis()
+    except Exception:  # noqa: BLE001 (not every backend implements it)
+        return None
+    if m is None:
+        return None
+    return int(m.argument_size_in_bytes + m.output_size_in_bytes - m.alias_size_in_bytes + m.temp_size_in_bytes)
+
+
+def _read_int(path: str) -> int | None:
+    try:
+        with open(path) as f:
+            text = f.read().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def host_available_memory() -> int | None:
+    """Bytes of RAM this process may still take: /proc/meminfo's MemAvailable (else free pages),
+    and no more than the headroom under a cgroup memory limit (containers)."""
+    avail = None
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    avail = int(line.split()[1]) * 1024
+                    break
+    except (OSError, ValueError, IndexError):
+        pass
+    if avail is None:
+        try:
+            avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):
+            return None
+    for limit_path, usage_path in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+                                   ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
+                                    "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
+        limit, usage = _read_int(limit_path), _read_int(usage_path)
+        if limit is not None and usage is not None and limit < 1 << 60:
+            avail = min(avail, max(0, limit - usage))
+    return avail
+
+
+def available_memory(device=None) -> int | None:
+    """Bytes a search may still allocate on `device` (default: the first device): on CPU the host's
+    available RAM, on an accelerator its allocator's `bytes_limit - bytes_in_use`; None if unknown."""
+    device = device or jax.devices()[0]
+    if device.platform == "cpu":
+        return host_available_memory()
+    try:
+        stats = device.memory_stats() or {}
+    except Exception:  # noqa: BLE001
+        return None
+    if "bytes_limit" not in stats:
+        return None
+    return int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
+
+
+def memory_budget(reserve: int = 0) -> tuple[int | None, int | None, str]:
+    """(bytes the search may plan to use, bytes available, where): the available memory times the
+    safety fraction, less `reserve` bytes of host memory kept for the outputs (on CPU)."""
+    device = jax.devices()[0]
+    avail = available_memory(device)
+    if avail is None:
+        return None, None, device.platform
+    if device.platform == "cpu":
+        return int(MEMORY_FRACTION["cpu"] * max(0, avail - reserve)), avail, "host memory"
+    return int(DEVICE_MEMORY_FRACTION * avail), avail, f"{device.platform} memory"
+
+
+def _gb(n: float) -> str:
+    return f"{n / 2 ** 30:.2f} GB" if n < 2 ** 40 else f"{n / 2 ** 40:.2f} TB"
+
+
+def tree_bytes(tree) -> int:
+    return sum(int(getattr(x, "nbytes", 0)) for x in jax.tree.leaves(tree))
+
+
+def fit_search(objective: Objective, num_seeds: int, frozen, *, reserve: int = 0) -> Search:
+    """The compiled search that runs `num_seeds` seeds, in batches of `search.batch`.
+
+    batch 0 (the default): all seeds at once if the compiled chunk fits in the memory budget, else
+    the fewest equal batches that fit (per seed: what the chunk needs beyond the weights, divided by
+    its batch size; each new size is compiled and checked again); on CPU at most CPU_MAX_BATCH. A batch set explicitly is kept, but
+    refused if its chunk needs more than all the memory available. Where the backend reports no
+    memory, nothing is split. `reserve`: host bytes kept for the outputs (CPU).
+    """
+    cfg = objective.cfg
+    fixed = tree_bytes(frozen)  # the weights: there once, whatever the batch size
+    if cfg.batch:
+        search = get_search(objective, min(cfg.batch, num_seeds))
+        need = search.compile(frozen)
+        _, avail, where = memory_budget(reserve)
+        if need is not None and avail is not None and need > avail:
+            raise InputError(f"batch {search.batch}: the search needs about {_gb(need)} of {where}, "
+                             f"{_gb(avail)} available: use a smaller batch (or batch 0: as many seeds as fit)")
+        return search
+    batch = num_seeds
+    if jax.devices()[0].platform == "cpu" and num_seeds > CPU_MAX_BATCH:
+        batch = math.ceil(num_seeds / math.ceil(num_seeds / CPU_MAX_BATCH))
+    points = []  # (batch, bytes needed) of the sizes compiled so far
+    for _ in range(6):  # the linear estimate converges in one or two steps
+        search = get_search(objective, batch)
+        need = search.compile(frozen)
+        budget, avail, where = memory_budget(reserve)
+        if need is None or budget is None or need <= budget:
+            return search
+        points.append((batch, need))
+        if len(points) >= 2:  # two sizes: the line through them
+            (b1, n1), (b2, n2) = points[-2:]
+            per_seed = max(1.0, (n1 - n2) / (b1 - b2))
+            base = n2 - per_seed * b2
+        else:  # one size: all but the weights grows with the batch
+            per_seed, base = max(1.0, (need - fixed) / batch), fixed
+        fits = math.floor((budget - base) / per_seed)
+        if fits < 1 or batch == 1:
+            raise InputError(f"one seed's search needs about {_gb(base + per_seed)} of {where} "
+                             f"({_gb(avail)} available): free memory or use a smaller model or image")
+        n = math.ceil(num_seeds / min(fits, batch - 1))
+        batch = math.ceil(num_seeds / n)  # equal batches: the last one is padded the least
+    return search

@@ -56,6 +56,17 @@ class MappingConfig:
         return 0 if self.c_dim == 0 else (self.embed_features or self.w_dim)
 
 
+MAX_RESOLUTION = 8192  # a config asking for more is refused (hostile model.json / constructor kwargs)
+
+
+def _check_small(cfg, what: str) -> None:
+    """What is built from these values, not only traced: the FIR filter (outer product), the layers."""
+    if not 1 <= len(cfg.resample_filter) <= 16 or cfg.mapping_layers > 256 or getattr(cfg, "kernel_size", 3) > 64:
+        from jax_inpaint.checkpoint import ModelFolderError
+        raise ModelFolderError(f"{what}: resample_filter must have 1 to 16 taps, mapping_layers at most 256 and "
+                               "kernel_size at most 64 (a hostile or corrupt config?)")
+
+
 @dataclasses.dataclass(frozen=True)
 class GeneratorConfig:
     """Architecture of a StyleGAN2 generator. `channels[i]` is the width of block resolution 4 * 2**i."""
@@ -80,8 +91,9 @@ class GeneratorConfig:
 
     def __post_init__(self):
         log2 = math.log2(self.img_resolution) if self.img_resolution > 0 else 0.5
-        if self.img_resolution < 4 or log2 != int(log2):
-            raise InputError(f"img_resolution must be a power of two >= 4, got {self.img_resolution}")
+        if not 4 <= self.img_resolution <= MAX_RESOLUTION or log2 != int(log2):
+            raise InputError(f"img_resolution must be a power of two in [4, {MAX_RESOLUTION}], "
+                             f"got {self.img_resolution}")
         if len(self.channels) != len(self.block_resolutions):
             raise InputError(f"channels {self.channels} do not match blocks {self.block_resolutions}")
         if self.architecture not in ARCHITECTURES:
@@ -141,15 +153,16 @@ class GeneratorConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "GeneratorConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise InputError(f"generator config: unknown fields {unknown}")
-        d = dict(d)
-        d["channels"] = tuple(d["channels"])
-        d["resample_filter"] = tuple(float(v) for v in d.get("resample_filter", (1, 3, 3, 1)))
-        return cls(**d)
+    def from_dict(cls, d: Mapping[str, Any], what: str = "generator config") -> "GeneratorConfig":
+        """From `to_dict`'s JSON (model.json), every field's type checked: one-line InputError."""
+        from jax_inpaint.checkpoint import ModelFolderError, parse_config
+
+        cfg = parse_config(cls, d, what)
+        if min(cfg.z_dim, cfg.w_dim, cfg.img_channels, cfg.mapping_layers, cfg.kernel_size, *cfg.channels) < 1:
+            raise ModelFolderError(f"{what}: z_dim, w_dim, img_channels, mapping_layers, kernel_size and channels "
+                                   "must be positive")
+        _check_small(cfg, what)
+        return cfg
 
     @classmethod
     def from_nvidia_kwargs(cls, kwargs: Mapping[str, Any]) -> "GeneratorConfig":
@@ -229,11 +242,20 @@ class DiscriminatorConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "DiscriminatorConfig":
-        d = dict(d)
-        d["channels"] = tuple(d["channels"])
-        d["resample_filter"] = tuple(float(v) for v in d.get("resample_filter", (1, 3, 3, 1)))
-        return cls(**d)
+    def from_dict(cls, d: Mapping[str, Any], what: str = "discriminator config") -> "DiscriminatorConfig":
+        """From `to_dict`'s JSON (model.json), every field's type checked: one-line InputError."""
+        from jax_inpaint.checkpoint import ModelFolderError, parse_config
+
+        cfg = parse_config(cls, d, what)
+        log2 = math.log2(cfg.img_resolution) if cfg.img_resolution > 0 else 0.5
+        if not 4 <= cfg.img_resolution <= MAX_RESOLUTION or log2 != int(log2) or len(cfg.channels) != int(log2) - 1:
+            raise ModelFolderError(f"{what}: img_resolution must be a power of two in [4, {MAX_RESOLUTION}] with one "
+                                   "channels entry per resolution 4 .. img_resolution")
+        if min(cfg.img_channels, cfg.mapping_layers, cfg.mbstd_num_channels, *cfg.channels) < 1:
+            raise ModelFolderError(f"{what}: img_channels, mapping_layers, mbstd_num_channels and channels must be "
+                                   "positive")
+        _check_small(cfg, what)
+        return cfg
 
     @classmethod
     def from_nvidia_kwargs(cls, kwargs: Mapping[str, Any]) -> "DiscriminatorConfig":
@@ -717,7 +739,12 @@ KIND = "stylegan2"
 
 
 def _expected_variables(module, init_args) -> dict:
-    return jax.eval_shape(lambda: module.init({"params": jax.random.key(0)}, *init_args))
+    """Variable shapes of `module`; init_args are shapes (jax.ShapeDtypeStruct): nothing is allocated."""
+    return jax.eval_shape(lambda *args: module.init({"params": jax.random.key(0)}, *args), *init_args)
+
+
+def _shape(*shape) -> jax.ShapeDtypeStruct:
+    return jax.ShapeDtypeStruct(shape, jnp.float32)
 
 
 def load_generator(folder, *, dtype=jnp.float32) -> Generator:
@@ -726,12 +753,12 @@ def load_generator(folder, *, dtype=jnp.float32) -> Generator:
 
     folder = assets.resolve_model(folder, "generator")
     meta = checkpoint.read_model_meta(folder, KIND)
-    cfg = GeneratorConfig.from_dict(meta["config"]["G"])
-    tree = checkpoint.read_tree(folder, "G")
-    z = jnp.zeros((1, cfg.z_dim))
-    c = jnp.zeros((1, cfg.c_dim)) if cfg.c_dim else None
-    noise = {k: jnp.zeros(s) for k, s in cfg.noise_shapes.items()}
-    checkpoint.check_tree(_expected_variables(GeneratorModule(cfg), (z, c, noise)), tree, f"{folder}: G")
+    cfg = GeneratorConfig.from_dict(checkpoint.config_entry(meta, "G", folder, "generator"),
+                                    f"{folder}: {checkpoint.META_FILE}: config.G")
+    z = _shape(1, cfg.z_dim)
+    c = _shape(1, cfg.c_dim) if cfg.c_dim else None
+    noise = {k: _shape(*s) for k, s in cfg.noise_shapes.items()}
+    tree = checkpoint.read_tree(folder, "G", _expected_variables(GeneratorModule(cfg), (z, c, noise)))
     return Generator(cfg, tree["params"], tree["buffers"], dtype=dtype, name=str(folder))
 
 
@@ -743,9 +770,9 @@ def load_discriminator(folder) -> Discriminator:
     meta = checkpoint.read_model_meta(folder, KIND)
     if "D" not in meta["config"]:
         raise InputError(f"{folder}: the converted checkpoint has no discriminator")
-    cfg = DiscriminatorConfig.from_dict(meta["config"]["D"])
-    tree = checkpoint.read_tree(folder, "D")
-    img = jnp.zeros((1, cfg.img_resolution, cfg.img_resolution, cfg.img_channels))
-    c = jnp.zeros((1, cfg.c_dim)) if cfg.c_dim else None
-    checkpoint.check_tree(_expected_variables(DiscriminatorModule(cfg), (img, c)), tree, f"{folder}: D")
+    cfg = DiscriminatorConfig.from_dict(checkpoint.config_entry(meta, "D", folder, "discriminator"),
+                                        f"{folder}: {checkpoint.META_FILE}: config.D")
+    img = _shape(1, cfg.img_resolution, cfg.img_resolution, cfg.img_channels)
+    c = _shape(1, cfg.c_dim) if cfg.c_dim else None
+    tree = checkpoint.read_tree(folder, "D", _expected_variables(DiscriminatorModule(cfg), (img, c)))
     return Discriminator(cfg, tree["params"])

@@ -74,6 +74,9 @@ def pair(v, what: str = "size") -> tuple[int, int]:
 # ----------------------------------------------------------------------------------------------
 # Configuration.
 
+MAX_LAYERS = 1024  # more is refused: tracing the model would take hours (a hostile config)
+
+
 @dataclasses.dataclass(frozen=True)
 class EncoderConfig:
     """A stack of pre-LN transformer blocks (Hugging Face CLIP / ViT layout)."""
@@ -94,6 +97,9 @@ class EncoderConfig:
         check_activation(self.hidden_act, what)
         if min(self.hidden_size, self.num_layers, self.num_heads, self.intermediate_size) <= 0:
             raise InputError(f"{what}: sizes must be positive ({self})")
+        if self.num_layers > MAX_LAYERS or self.num_heads > self.hidden_size:
+            raise InputError(f"{what}: {self.num_layers} layers of {self.num_heads} heads: at most {MAX_LAYERS} "
+                             "layers and hidden_size heads (a hostile or corrupt config?)")
         if self.head_dim is None and self.hidden_size % self.num_heads:
             raise InputError(f"{what}: hidden_size {self.hidden_size} is not divisible by "
                              f"num_attention_heads {self.num_heads}")
@@ -131,6 +137,19 @@ class ImagePreprocess:
 
 # PIL resample codes (as stored in preprocessor_config.json) -> our resize methods.
 PIL_RESAMPLE = {0: "nearest", 1: "lanczos3", 2: "linear", 3: "cubic", 4: "area", 5: "linear"}
+
+
+def check_image_config(image_size, patch_size, num_channels: int, prep: ImagePreprocess, what: str) -> None:
+    """The values (not only the types) of a vision tower's input description, read from model.json."""
+    if min(*image_size, *patch_size, num_channels) < 1:
+        raise InputError(f"{what}: image_size, patch_size and num_channels must be positive")
+    if prep.resize not in ("exact", "shortest_edge", "none"):
+        raise InputError(f"{what}: preprocess.resize must be exact, shortest_edge or none, got {prep.resize!r:.40}")
+    if prep.resample not in set(PIL_RESAMPLE.values()):
+        raise InputError(f"{what}: preprocess.resample {prep.resample!r:.40} is not one of "
+                         f"{sorted(set(PIL_RESAMPLE.values()))}")
+    if min(prep.size) < 1 or (prep.crop is not None and min(prep.crop) < 1) or 0.0 in prep.std:
+        raise InputError(f"{what}: preprocess sizes must be positive and std non-zero")
 
 
 # ----------------------------------------------------------------------------------------------

@@ -53,10 +53,15 @@ class ClassifierConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "ClassifierConfig":
-        return cls(image_size=tuple(d["image_size"]), patch_size=tuple(d["patch_size"]),
-                   num_channels=int(d["num_channels"]), encoder=EncoderConfig.from_dict(d["encoder"]),
-                   labels=tuple(d["labels"]), preprocess=ImagePreprocess.from_dict(d["preprocess"]))
+    def from_dict(cls, d: Mapping[str, Any], what: str = "classifier config") -> "ClassifierConfig":
+        """From `to_dict`'s JSON (model.json), every field's type checked (nested configs too): one-line
+        InputError. `validate` checks the values."""
+        from jax_inpaint.checkpoint import parse_config
+        from jax_inpaint.transformer import check_image_config
+
+        cfg = parse_config(cls, d, what)
+        check_image_config(cfg.image_size, cfg.patch_size, cfg.num_channels, cfg.preprocess, what)
+        return cfg
 
     def validate(self, what: str) -> "ClassifierConfig":
         self.encoder.validate(what)
@@ -151,5 +156,6 @@ def load_classifier(folder) -> Classifier:
 
     folder = assets.resolve_model(folder, KIND)
     cfg, params = checkpoint.load_params_folder(
-        folder, KIND, lambda c: ClassifierConfig.from_dict(c).validate(str(folder)), expected_params, "classifier")
+        folder, KIND, lambda c: ClassifierConfig.from_dict(c, f"{folder}: model.json").validate(str(folder)),
+        expected_params, "classifier")
     return Classifier(cfg, params, folder=os.fspath(folder))

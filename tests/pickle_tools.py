@@ -117,3 +117,71 @@ def with_module_src(data_dir, source: str, path, protocol: int = 4):
         if call.ref.name == "_reconstruct_persistent_obj":
             call.args[0]["module_src"] = source
     return _redump(tree, path, protocol)
+
+
+# Hostile files that are small on disk but explode when read or walked (issue 11).
+
+def dag(depth: int = 60, kind=list):
+    """Nested containers that share references: `depth` levels, 2**depth leaves when walked."""
+    node = kind()
+    for _ in range(depth):
+        node = kind([node, node])
+    return node
+
+
+def minimal_network_pickle(init_kwargs, path, state=None):
+    """An NVIDIA network pickle {'G_ema': Generator} whose constructor kwargs are `init_kwargs`."""
+    meta = {"type": "class", "version": 4, "module_src": "", "class_name": "Generator",
+            "state": {"_init_kwargs": init_kwargs, **(state or {})}}
+    tree = {"G_ema": _Ref("torch_utils.persistence", "_reconstruct_persistent_obj")(meta)}
+    return _redump(tree, path, 2)
+
+
+def torch_zip(path, data_pkl: bytes, records=None, compress: bool = False):
+    """A torch.save-style zip: archive/data.pkl (+ archive/data/<key> records)."""
+    import zipfile
+
+    mode = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
+    with zipfile.ZipFile(path, "w", mode) as zf:
+        zf.writestr("archive/data.pkl", data_pkl)
+        for key, raw in (records or {}).items():
+            zf.writestr(f"archive/data/{key}", raw)
+    return path
+
+
+def zip_bomb_pt(path, inflated: int = 2 << 30, member: str = "archive/data.pkl"):
+    """A ~2 MB .pt whose data.pkl inflates to `inflated` bytes of zeros (an honest zip: real sizes and
+    CRC), written without compressing gigabytes: one deflated 16 MiB block of zeros, repeated."""
+    import struct
+    import zlib
+
+    block = 1 << 24
+    assert inflated % block == 0
+    zeros = bytes(block)
+    c = zlib.compressobj(9, zlib.DEFLATED, -15)
+    chunk = c.compress(zeros) + c.flush(zlib.Z_FULL_FLUSH)
+    tail = c.flush()
+    crc = 0
+    for _ in range(inflated // block):
+        crc = zlib.crc32(zeros, crc)
+    n = inflated // block
+    comp_size = len(chunk) * n + len(tail)
+    name = member.encode()
+    local = struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, 0, 8, 0, 0, crc, comp_size, inflated, len(name), 0) + name
+    central = struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 20, 20, 0, 8, 0, 0, crc, comp_size, inflated,
+                          len(name), 0, 0, 0, 0, 0, 0) + name
+    with open(path, "wb") as f:
+        f.write(local)
+        for _ in range(n):
+            f.write(chunk)
+        f.write(tail)
+        cd_offset = f.tell()
+        f.write(central)
+        f.write(struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, 1, 1, len(central), cd_offset, 0))
+    return path
+
+
+def dict_with_key_pickle(key) -> bytes:
+    """Protocol 2 pickle of {key: 1}, written without hashing `key` (a DAG tuple never finishes hashing)."""
+    body = pickle.dumps(key, protocol=2)[2:-1]
+    return b"\x80\x02}" + body + b"K\x01s."

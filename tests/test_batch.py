@@ -1,20 +1,29 @@
 """`jax-inpaint inpaint-batch`: sharded over (forced) devices, split between two jax.distributed
-processes, resumable after Ctrl-C, robust to a corrupt image. Runs the CLI in subprocesses, since the
-device count and jax.distributed are fixed when a process starts."""
+processes (subprocesses, since the device count and jax.distributed are fixed when a process starts),
+resumable after Ctrl-C, robust to a corrupt image; options fingerprinted (a rerun with other options is
+refused or, with --recompute, redone), one run at a time on a folder (a lock; a killed run's lock is
+taken over). Interruptions are driven through explicit hooks (run_batch's on_item, Search.run's
+should_stop), never by racing a signal against the run."""
+import functools
 import json
 import os
-import signal
+import shutil
 import socket
 import subprocess
+import struct
 import sys
-import time
+import zlib
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 from PIL import Image
 
 from convert_weights.stylegan2 import convert_stylegan2
+from jax_inpaint import batch as B
 from jax_inpaint.batch import read_items, read_results, run_batch
+from jax_inpaint.cli import main
+from jax_inpaint.files import LOCK_FILE
 from jax_inpaint.generate import generate
 from jax_inpaint.stylegan2 import load_generator
 
@@ -62,18 +71,32 @@ def test_sharded_run_equals_single_device_run(setup, tmp_path):
         np.testing.assert_allclose(ws_of(tmp_path / "sharded", it.id), ws_of(single, it.id), atol=2e-3)
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("localhost", 0))
+        return sock.getsockname()[1]
+
+
+def _bind_failed(log: str) -> bool:
+    log = log.lower()
+    return any(s in log for s in ("address already in use", "failed to bind", "failed to add port", "bind failed"))
+
+
 def test_two_hosts_split_a_manifest(setup, tmp_path):
     root, _ = setup
     rows = [{"image": str(root / "imgs" / f"face{i}.png"), "mask": "center", "id": f"row{i}"} for i in range(4)]
     manifest = tmp_path / "m.jsonl"
     manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    with socket.socket() as sock:
-        sock.bind(("localhost", 0))
-        port = sock.getsockname()[1]
     out = tmp_path / "out"
-    procs = [cli(["inpaint-batch", "--manifest", manifest, "--generator", root / "g", "--out", out, *OPTS,
-                  "--coordinator", f"localhost:{port}", "--num-processes", 2, "--process-id", i]) for i in (0, 1)]
-    logs = [p.communicate(timeout=600)[0] for p in procs]
+    for attempt in range(3):  # a free port can be taken by someone else before the coordinator binds it: retry
+        port = _free_port()
+        procs = [cli(["inpaint-batch", "--manifest", manifest, "--generator", root / "g", "--out", out, *OPTS,
+                      "--coordinator", f"localhost:{port}", "--num-processes", 2, "--process-id", i])
+                 for i in (0, 1)]
+        logs = [p.communicate(timeout=600)[0] for p in procs]
+        if all(p.returncode == 0 for p in procs) or not any(_bind_failed(log) for log in logs):
+            break
+        shutil.rmtree(out, ignore_errors=True)
     assert [p.returncode for p in procs] == [0, 0], logs
     by_host = {h: {json.loads(line)["item"] for line in (out / f"results.{h}.jsonl").read_text().splitlines()}
                for h in (0, 1)}
@@ -81,40 +104,185 @@ def test_two_hosts_split_a_manifest(setup, tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["ok"] == 4 and summary["failed"] == [] and summary["missing"] == []
     assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["row0", "row1", "row2", "row3"]
+    assert not list(out.glob(LOCK_FILE + "*"))  # both hosts' locks released
 
 
-def test_interrupted_run_resumes_and_redoes_nothing(setup, tmp_path):
+def invoke(args):
+    r = CliRunner().invoke(main, [str(a) for a in args])
+    return r.exit_code, r.stdout, r.stderr
+
+
+def one_line_error(result, expect):
+    code, stdout, stderr = result
+    lines = [ln for ln in stderr.splitlines() if ln.strip()]
+    assert code == 2, (code, stdout, stderr)
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and expect in lines[0], stderr
+    assert "Traceback" not in stdout + stderr
+
+
+def listing(folder):
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(folder.rglob("*"))}
+
+
+def batch_args(root, out, *extra, images=None):
+    return ["inpaint-batch", "--images", images or root / "imgs", "--mask", "center", "--generator", root / "g",
+            "--out", out, *OPTS, *extra]
+
+
+def dead_pid() -> int:
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid
+
+
+def plant_lock(out, pid):
+    (out / LOCK_FILE).write_text(json.dumps({"host": socket.gethostname(), "pid": pid, "since": "earlier"}))
+
+
+def test_interrupted_run_resumes_and_redoes_nothing(setup, tmp_path, monkeypatch):
     root, _ = setup
-    # 8 items, one per batch: after the first is recorded, 7 batches remain for Ctrl-C to land in.
-    imgs = tmp_path / "imgs"
-    imgs.mkdir()
-    names = []
-    for i, src in enumerate(sorted((root / "imgs").glob("*.png"))):
-        im = Image.open(src)
-        for j, variant in enumerate((im, im.transpose(Image.FLIP_LEFT_RIGHT))):
-            names.append(f"face{i}{j}")
-            variant.save(imgs / f"{names[-1]}.png")
     out = tmp_path / "out"
-    args = ["inpaint-batch", "--images", imgs, "--mask", "center", "--generator", root / "g", "--out", out,
-            *OPTS, "--per-device", 1]
-    p = cli(args)
-    results = out / "results.0.jsonl"
-    deadline = time.time() + 600
-    while time.time() < deadline and not (results.exists() and results.read_text().count('"ok"') >= 1):
-        time.sleep(0.05)
-    p.send_signal(signal.SIGINT)  # Ctrl-C
-    p.communicate(timeout=120)
+    args = batch_args(root, out)
+
+    def ctrl_c(record):  # Ctrl-C right after the first image is recorded: an exact, repeatable point
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(B, "run_batch", functools.partial(run_batch, on_item=ctrl_c))
+        code, stdout, stderr = invoke(args)
+    assert code == 130 and "interrupted" in stderr, (code, stdout, stderr)
     finished = {k for k, r in read_results(str(out)).items() if r["status"] == "ok"}
-    assert 1 <= len(finished) < len(names)
-    assert not [q for q in out.rglob("*") if ".tmp" in q.name]  # nothing half-written
+    assert len(finished) == 1
+    assert not [q for q in out.rglob("*") if ".tmp" in q.name or "staging" in q.name]  # nothing half-written
+    assert not (out / LOCK_FILE).exists()  # the lock went with the run
     stamps = {k: (out / k / "grid.png").stat().st_mtime_ns for k in finished}
-    p = cli(args)
-    log, _ = p.communicate(timeout=600)
-    assert p.returncode == 0, log
-    assert f"{len(finished)} already done" in log
-    lines = [json.loads(line) for line in results.read_text().splitlines()]
-    assert sorted(r["item"] for r in lines if r["status"] == "ok") == sorted(names)
+    plant_lock(out, dead_pid())  # as if the run had been killed holding it: recognised and taken over
+    code, stdout, stderr = invoke(args)
+    assert code == 0, stdout + stderr
+    assert "3 done, 0 failed, 1 already done" in stdout
+    lines = [json.loads(line) for line in (out / "results.0.jsonl").read_text().splitlines()]
+    assert sorted(r["item"] for r in lines if r["status"] == "ok") == [f"face{i}" for i in range(4)]
     assert {k: (out / k / "grid.png").stat().st_mtime_ns for k in finished} == stamps
+    assert not (out / LOCK_FILE).exists()
+
+
+def test_should_stop_ends_the_search_within_one_chunk(setup):
+    from jax_inpaint.inpaint import build_objective, resolve_config
+    from jax_inpaint.lpips import load_lpips
+    from jax_inpaint.search import get_search, w_statistics
+
+    _, G = setup
+    cfg = resolve_config(None, steps=25, chunk=5, lpips=0.0, lr=0.1, noise="const")
+    objective = build_objective(G, cfg, lpips_model=load_lpips())
+    search = get_search(objective, 2)
+    target = np.zeros((32, 32, 3), np.float32)
+    known = np.ones((32, 32), bool)
+    known[8:24, 8:24] = False
+    asked, chunks = [], []
+
+    def should_stop():  # asked before the first chunk and after each; "Ctrl-C" arrives during chunk 2
+        asked.append(len(chunks))
+        return len(chunks) >= 2
+
+    with pytest.raises(KeyboardInterrupt):
+        search.run([0, 1], objective.frozen(), target, known, w_statistics(G)[1],
+                   progress=lambda n, loss: chunks.append(n), should_stop=should_stop)
+    assert chunks == [5, 5] and asked == [0, 1, 2]  # stopped at the first point after the request
+    full = search.run([0, 1], objective.frozen(), target, known, w_statistics(G)[1], should_stop=lambda: False)
+    assert full.history["loss"].shape == (25, 2)
+
+
+@pytest.fixture(scope="module")
+def finished(setup, tmp_path_factory):
+    """A finished batch run: 4 images, 2 seeds, the centre hole."""
+    root, _ = setup
+    out = tmp_path_factory.mktemp("finished") / "out"
+    code, stdout, stderr = invoke(batch_args(root, out))
+    assert code == 0, stdout + stderr
+    return out
+
+
+@pytest.fixture
+def copy_of(finished, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(finished, out)
+    return out
+
+
+@pytest.mark.parametrize("extra, expect", [
+    (["--steps", "26"], "config.steps: 25 -> 26"),
+    (["--lr", "0.2"], "config.lr: 0.1 -> 0.2"),
+    (["--seeds", "0-2"], "seeds: [0, 1] -> [0, 1, 2]"),
+    (["--mask", "left"], 'mask: "center" -> "left" (4 images: face0, face1, face2, ...)'),
+])
+def test_rerun_with_other_options_is_refused_naming_the_change(setup, copy_of, extra, expect):
+    root, _ = setup
+    before = listing(copy_of)
+    args = batch_args(root, copy_of)
+    if "--mask" in extra:
+        args[args.index("--mask") + 1] = extra[1]
+        extra = []
+    one_line_error(invoke(args + extra), expect)
+    assert listing(copy_of) == before
+
+
+def test_recompute_redoes_the_images_made_with_other_options(setup, copy_of):
+    root, _ = setup
+    args = batch_args(root, copy_of)
+    args[args.index("--mask") + 1] = "left"
+    code, stdout, stderr = invoke(args + ["--recompute"])
+    assert code == 0, stdout + stderr
+    assert "4 done, 0 failed, 0 already done" in stdout
+    records = read_results(str(copy_of))
+    assert {r["inputs"]["mask"] for r in records.values()} == {"left"}
+    summary = json.loads((copy_of / "summary.json").read_text())
+    assert summary["ok"] == 4 and summary["missing"] == []
+    code, stdout, stderr = invoke(args)  # the same options again: nothing to do
+    assert code == 0 and "0 done, 0 failed, 4 already done" in stdout, stdout + stderr
+
+
+def test_moved_images_are_done_a_changed_image_is_redone(setup, copy_of, tmp_path):
+    root, _ = setup
+    imgs = tmp_path / "moved"
+    shutil.copytree(root / "imgs", imgs)
+    stamps = {k: (copy_of / k / "grid.png").stat().st_mtime_ns for k in ("face0", "face1")}
+    code, stdout, stderr = invoke(batch_args(root, copy_of, images=imgs))
+    assert code == 0 and "4 already done" in stdout, stdout + stderr  # same contents elsewhere: same results
+    im = np.asarray(Image.open(imgs / "face1.png")).copy()
+    im[0, 0] = 255 - im[0, 0]
+    Image.fromarray(im).save(imgs / "face1.png")
+    code, stdout, stderr = invoke(batch_args(root, copy_of, images=imgs))
+    assert code == 0 and "1 done, 0 failed, 3 already done" in stdout, stdout + stderr
+    assert "note: face1: the image changed" in stderr
+    assert (copy_of / "face0" / "grid.png").stat().st_mtime_ns == stamps["face0"]
+    assert (copy_of / "face1" / "grid.png").stat().st_mtime_ns != stamps["face1"]
+
+
+def test_a_second_run_on_a_held_folder_exits_2_naming_the_holder(setup, copy_of):
+    root, _ = setup
+    plant_lock(copy_of, os.getpid())  # a live holder: this very process
+    before = listing(copy_of)
+    one_line_error(invoke(batch_args(root, copy_of)), f"is in use by process {os.getpid()}")
+    one_line_error(invoke(batch_args(root, copy_of, "--wait", "0.2")), f"is in use by process {os.getpid()}")
+    assert listing(copy_of) == before
+
+
+def test_a_folder_holding_something_else_is_refused(setup, tmp_path):
+    root, _ = setup
+    out = tmp_path / "mine"
+    (out / "face0").mkdir(parents=True)
+    (out / "face0" / "holiday.jpg").write_bytes(b"precious")
+    before = listing(out)
+    one_line_error(invoke(batch_args(root, out)), "holds no batch run")
+    assert listing(out) == before
+
+
+def bomb_png(width: int = 20000, height: int = 20000) -> bytes:
+    """A tiny PNG file that declares a huge picture (a decompression bomb)."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
 
 
 def test_corrupt_image_is_reported_and_the_others_finish(setup, tmp_path):
@@ -124,13 +292,16 @@ def test_corrupt_image_is_reported_and_the_others_finish(setup, tmp_path):
     for name in ("face0.png", "face1.png"):
         (imgs / name).write_bytes((root / "imgs" / name).read_bytes())
     (imgs / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    (imgs / "bomb.png").write_bytes(bomb_png())
     p = cli(["inpaint-batch", "--images", imgs, "--mask", "center", "--generator", root / "g", "--out",
              tmp_path / "out", *OPTS])
     log, _ = p.communicate(timeout=600)
     assert p.returncode == 1, log
+    assert "Traceback" not in log
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
-    assert summary["ok"] == 2 and [f["item"] for f in summary["failed"]] == ["broken"]
-    assert "not a readable image" in summary["failed"][0]["error"]
+    assert summary["ok"] == 2 and [f["item"] for f in summary["failed"]] == ["bomb", "broken"]
+    assert "not a readable image" in summary["failed"][1]["error"]
+    assert all("\n" not in f["error"] for f in summary["failed"])
     assert (tmp_path / "out" / "face1" / "grid.png").is_file()
 
 

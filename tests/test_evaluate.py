@@ -58,8 +58,17 @@ class Counting:
 def runs(models, tmp_path_factory):
     out = tmp_path_factory.mktemp("study") / "eval"
     kw = dict(lpips_model=models["lpips"], progress=False, **STUDY)
-    result = {"out": out}
+    result = {"out": out, "traces": []}
+    from jax_inpaint.search import Search
+
+    real_chunk = Search._run_chunk
+
+    def traced_chunk(self, *args):  # runs once per trace of a search's chunk (each trace is a compile)
+        result["traces"].append(self.batch)
+        return real_chunk(self, *args)
+
     with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(Search, "_run_chunk", traced_chunk)
         first = Counting(fail_after=2)
         mp.setattr(inpaint_mod, "inpaint", first)
         with pytest.raises(Interrupted):
@@ -90,13 +99,12 @@ def test_rerun_computes_nothing(runs):
     assert res.rows == runs["resumed"].rows
 
 
-def test_the_search_compiled_once(models, runs):
-    from jax_inpaint.objective import Models, Objective
-    from jax_inpaint.recipe import load_config
-    from jax_inpaint.search import get_search
-
-    search = get_search(Objective(Models(G=models["G"]), load_config(None, **FAST)), 2)
-    assert search._chunk._cache_size() == 1
+def test_the_search_compiled_once(runs):
+    # every case of the three runs uses the same options: the search is traced (compiled) at most once
+    # (not at all when an earlier test of this process left it compiled), whatever the module-global
+    # cache of searches holds, without looking into jax's private caches
+    assert len(runs["traces"]) <= 1, runs["traces"]
+    assert runs["resumed_calls"] + runs["records_after_interrupt"].__len__() == N_CASES
 
 
 def test_csv_holds_one_finite_gan_row_per_case(runs):
@@ -233,3 +241,26 @@ def test_bad_study_arguments(models, tmp_path):
     with pytest.raises(InputError, match="holds no evaluation"):
         ev.evaluate(models["G"], tmp_path / "busy", gan_samples=1, families="center", ratios="0.3", seeds=[0, 1],
                     lpips_model=models["lpips"], progress=False, **FAST)
+
+
+@pytest.mark.parametrize("bad, message", [
+    (["--prompt", "a smile"], "--clip"),
+    (["--attribute", "Smiling=1"], "--classifier"),
+    (["--classifier", "demo-faces", "--attribute", "NoSuchThing=1"], "unknown attributes"),
+    (["--class", "3"], "not conditional"),
+])
+def test_bad_options_are_refused_before_anything_is_written(models, runs, tmp_path, bad, message):
+    """The options that need the models are checked before study.json is written: a fresh --out is not
+    created (so the corrected rerun is not refused as 'other options'), an existing study is untouched."""
+    for out in (tmp_path / "fresh", runs["out"]):
+        study = out / "study.json"
+        before = (study.read_bytes(), study.stat().st_mtime_ns) if study.exists() else None
+        res = CliRunner().invoke(main, [str(a) for a in ["evaluate", "-g", models["g_dir"], *CLI_STUDY, *bad,
+                                                         "--out", out]])
+        assert res.exit_code == 2, res.output
+        lines = [ln for ln in res.stderr.splitlines() if ln.strip() and not ln.startswith("note:")]
+        assert len(lines) == 1 and message in lines[0] and "Traceback" not in res.output, res.output
+        if before is None:
+            assert not out.exists()
+        else:
+            assert (study.read_bytes(), study.stat().st_mtime_ns) == before

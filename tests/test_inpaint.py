@@ -14,7 +14,9 @@ from convert_weights.clip import convert_clip
 from convert_weights.stylegan2 import convert_stylegan2
 from convert_weights.vit import convert_classifier
 from jax_inpaint.cli import main
+from jax_inpaint.errors import InputError
 from jax_inpaint.inpaint import inpaint
+from jax_inpaint.lpips import load_lpips
 from jax_inpaint.objective import Constraints, Models, Objective, attribute_loss
 from jax_inpaint.recipe import load_config
 from jax_inpaint.search import get_search
@@ -74,27 +76,76 @@ def test_completions_agree_outside_and_differ_inside(free_run, hole):
     np.testing.assert_allclose(comp[:, far], np.broadcast_to(free_run.target[far], comp[:, far].shape), atol=1e-6)
 
 
-def test_same_seed_same_result_whatever_the_batch(models, target, hole, free_run):
+def test_same_seed_same_result_rerun(models, target, hole, free_run):
     again = inpaint(target, hole, models["G"], seeds=range(K), progress=False, **FAST)
     np.testing.assert_array_equal(again.ws, free_run.ws)
-    # In batches of 2 the seeds follow the same path up to float32 reassociation (XLA fuses a
-    # different batch size differently), which 200 Adam steps amplify to ~1e-2 in w.
-    split = inpaint(target, hole, models["G"], seeds=range(K), progress=False, batch=2, **FAST)
-    assert split.seeds == list(range(K))
-    np.testing.assert_allclose(split.ws, free_run.ws, atol=5e-2)
+
+
+# The default noise ('random': drawn per seed) and 25 steps: short enough that float32 reassociation
+# (XLA fuses each batch size differently) stays at ~1e-6 in w; over 200 Adam steps it grows to ~1e-2.
+DET = dict(lpips=0.0, steps=25, lr=0.1, chunk=25)
+
+
+@pytest.fixture(scope="module")
+def by_batch(models, target, hole):
+    """Seeds 0-3 run all at once (batch 4), in batches of 2 and one by one."""
+    return {b: inpaint(target, hole, models["G"], seeds=range(K), progress=False, batch=b, **DET) for b in (4, 2, 1)}
+
+
+def test_each_seed_is_the_same_whatever_the_batch_size(by_batch):
+    """A seed's init, random noise and path depend on the seed alone, not on the seeds beside it."""
+    ref = by_batch[4]
+    assert ref.config.noise == "random"
+    for b in (2, 1):
+        run = by_batch[b]
+        assert run.seeds == ref.seeds == list(range(K))
+        for name, v in ref.noise.items():  # the noise each seed drew: bit for bit
+            np.testing.assert_array_equal(run.noise[name], v)
+            assert not np.array_equal(v[0], v[1])
+        np.testing.assert_allclose(run.history["loss"][0], ref.history["loss"][0], rtol=1e-5)  # the same start
+        np.testing.assert_allclose(run.history["loss"], ref.history["loss"], rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(run.ws, ref.ws, rtol=0, atol=1e-4)
+        np.testing.assert_array_equal(run.metrics["seeds"][0]["seed"], 0)
+
+
+def test_batch_0_splits_the_seeds_when_they_do_not_fit(models, target, hole, by_batch, monkeypatch):
+    """With room for 2 seeds' compiled chunk (by its own memory analysis), batch 0 runs 4 seeds as 2
+    batches of 2: the same results as batch 2 (bit for bit) and as the unsplit run."""
+    import jax_inpaint.search as S
+
+    objective = Objective(Models(G=models["G"]), load_config(None, **DET))
+    frozen = objective.frozen()
+    need = {b: get_search(objective, b).compile(frozen) for b in (1, 2, 4)}
+    assert need[1] < need[2] < need[4]
+    monkeypatch.setattr(S, "memory_budget", lambda reserve=0: (need[2], 4 * need[4], "host memory"))
+    search = S.fit_search(objective, K, frozen)
+    assert search.batch == 2
+    traces = search.traces
+    split = inpaint(target, hole, models["G"], seeds=range(K), progress=False, **DET)
+    assert search.traces == traces  # ran the chunk compiled for the estimate
+    assert split.config.batch == 0
+    np.testing.assert_array_equal(split.ws, by_batch[2].ws)
+    np.testing.assert_array_equal(split.history["loss"], by_batch[2].history["loss"])
+    np.testing.assert_allclose(split.ws, by_batch[4].ws, rtol=0, atol=1e-4)
+    # Not even one seed fits: a one-line error, before anything runs.
+    monkeypatch.setattr(S, "memory_budget", lambda reserve=0: (need[1] // 2, need[1] // 2, "host memory"))
+    with pytest.raises(InputError, match="one seed's search needs about"):
+        S.fit_search(objective, K, frozen)
 
 
 def test_the_search_compiles_once(models, target, hole, free_run):
-    """Reruns with new seeds, a new image and a new mask reuse the compiled chunk function."""
+    """Reruns with new seeds, a new image and a new mask reuse the compiled chunk: counted by the
+    search's own trace counter (incremented inside the traced function: once per compile)."""
     G = models["G"]
-    objective = Objective(Models(G=G), load_config(None, **FAST))
-    search = get_search(objective, K)
-    before = search._chunk._cache_size()
-    assert before == 1
+    search = get_search(Objective(Models(G=G), load_config(None, **FAST)), K)
+    inpaint(target, hole, G, seeds=range(K), progress=False, **FAST)  # compiled here if not cached
+    traces = search.traces
+    assert traces == 1
     other = np.roll(target, 5, axis=0)
     hole2 = np.roll(hole, 3, axis=1)
     inpaint(other, hole2, G, seeds=[10, 11, 12, 13], progress=False, **FAST)
-    assert search._chunk._cache_size() == 1
+    assert get_search(Objective(Models(G=G), load_config(None, **FAST)), K) is search
+    assert search.traces == traces
 
 
 def test_nan_seed_is_dropped_and_others_finish(models, target, hole):
@@ -190,6 +241,35 @@ def test_prompt_raises_clip_similarity(models, target, hole, free_run):
     assert steered.mean() > free.mean() + 0.05, (steered, free)
 
 
+def test_prompt_weights_weight_the_clip_term(models, target, hole):
+    """'TEXT::WEIGHT' on the command line -> (text, weight) -> the CLIP term is the weighted mean of
+    1 - cosine similarity over the prompts, with the weights given (checked against CLIP directly)."""
+    from jax_inpaint.cli import parse_prompts
+    from jax_inpaint.clip import load_clip
+    from jax_inpaint.objective import Models as M
+
+    clip = load_clip(models["clip_dir"])
+    texts = ["a photo of a red apple", "a blue car"]
+    assert parse_prompts([f"{texts[0]}::3", texts[1]]) == [(texts[0], 3.0), (texts[1], 1.0)]
+    assert parse_prompts(["a::b::0.5"]) == [("a::b", 0.5)]  # only the last '::' starts a weight
+    known = jnp.ones(hole.shape, jnp.float32)  # all known: CLIP judges the target itself
+    sim = np.asarray(clip.similarity(clip.params, jnp.asarray(np.clip(target, -1, 1))[None],
+                                     clip.encode_text(clip.params, clip.tokenize(texts))))[0]
+    assert abs(sim[0] - sim[1]) > 1e-3  # the two prompts score differently: weights matter
+
+    ws = jnp.broadcast_to(models["G"].w_avg, (models["G"].num_ws, models["G"].w_dim))
+    term = None
+    for weights in ((1.0, 1.0), (3.0, 1.0), (1.0, 1000.0)):
+        obj = Objective(M(G=models["G"], clip=clip), load_config(None, lpips=0.0),
+                        Constraints.make(prompts=parse_prompts([f"{t}::{w}" for t, w in zip(texts, weights)])))
+        frozen = obj.frozen()  # the weights are an argument of the compiled loss, as in the search
+        np.testing.assert_array_equal(frozen["prompt_weights"], weights)
+        if term is None:
+            term = jax.jit(lambda fr, o=obj: o.terms(fr, ws, None, jnp.asarray(target), known, {})["clip"])
+        w = np.asarray(weights)
+        np.testing.assert_allclose(float(term(frozen)), np.sum(w * (1 - sim)) / w.sum(), rtol=1e-5)
+
+
 def test_lpips_term_in_the_loop(models, target, hole):
     run = inpaint(target, hole, models["G"], seeds=[0, 1], progress=False, steps=25, lpips=1.0, lpips_mask="feature",
                   lr=0.1)
@@ -241,6 +321,36 @@ def test_cli_inpaint_writes_everything(models, photo, tmp_path):
     a = np.asarray(Image.open(tmp_path / "re" / "seed0002.png")).astype(int)
     b = np.asarray(Image.open(out / "raw_2.png")).astype(int)
     assert np.abs(a - b).max() <= 1
+
+
+def test_cli_w_space_and_optimized_noise(models, photo, tmp_path):
+    """--space w --noise optimize from the command line: everything written, one w for all layers,
+    the optimised (renormalised) noise maps in latents.npz, and they render the raw outputs again."""
+    out = tmp_path / "out"
+    r = _cli("inpaint", photo / "face.png", "--mask", "center", "--generator", models["g_dir"], "--seeds", "0,1",
+             "--space", "w", "--noise", "optimize", "--lpips", "0", "--steps", "10", "--chunk", "10", "--out", out,
+             "--quiet")
+    assert r.exit_code == 0, r.output
+    assert {p.name for p in out.iterdir()} == {"completion_0.png", "completion_1.png", "raw_0.png", "raw_1.png",
+                                               "grid.png", "latents.npz", "loss.png", "metrics.json"}
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["config"]["space"] == "w" and metrics["config"]["noise"] == "optimize"
+    assert "noise_reg" in metrics["seeds"][0]["terms"]
+    lat = np.load(out / "latents.npz")
+    ws = lat["ws"]
+    assert ws.shape == (2, 8, 64)
+    np.testing.assert_array_equal(ws, np.broadcast_to(ws[:, :1], ws.shape))  # identical across layers
+    G = models["G"]
+    noise = {k[len("noise/"):]: lat[k] for k in lat.files if k.startswith("noise/")}
+    assert set(noise) == set(G.config.noise_shapes)
+    for name, v in noise.items():
+        assert v.shape == (2,) + G.config.noise_shapes[name]
+        np.testing.assert_allclose(v.mean(axis=(1, 2)), 0, atol=1e-4)
+        np.testing.assert_allclose(np.square(v).mean(axis=(1, 2)), 1, atol=1e-3)
+    r = _cli("generate", "--generator", models["g_dir"], "--latents", out / "latents.npz", "--out", tmp_path / "re")
+    assert r.exit_code == 0, r.output
+    a = np.asarray(Image.open(tmp_path / "re" / "seed0001.png")).astype(int)
+    assert np.abs(a - np.asarray(Image.open(out / "raw_1.png")).astype(int)).max() <= 1
 
 
 def test_cli_resizes_with_a_notice(models, photo, tmp_path):
@@ -305,6 +415,34 @@ def test_nvidia_recipe_optimises_noise_in_w(models, target, hole):
         np.testing.assert_allclose(v.mean(axis=(1, 2)), 0, atol=1e-4)  # renormalised after every step
         np.testing.assert_allclose(np.square(v).mean(axis=(1, 2)), 1, atol=1e-3)
     assert run.history["mse"][-1].mean() < run.history["mse"][0].mean()
+
+
+def test_nvidia_preset_as_shipped(models, target, hole):
+    """The `nvidia` preset's own objective, not overridden: LPIPS only (mse weight 0), the noise
+    regulariser at 1e5 on optimised noise, W space, decaying w noise, warm-up + cosine ramp-down."""
+    from jax_inpaint.objective import term_names
+    from jax_inpaint.search import lr_schedule, w_noise_scale
+
+    cfg = load_config("nvidia")
+    objective = Objective(Models(G=models["G"], lpips=load_lpips()), cfg)
+    assert term_names(objective) == ["mse", "lpips", "noise_reg"]
+    weights = objective.weights()
+    assert weights["mse"] == 0 and weights["lpips"] == 1 and weights["noise_reg"] == 1e5
+    assert (cfg.space, cfg.noise, cfg.init, cfg.schedule, cfg.lpips_mask) == ("w", "optimize", "w_avg", "nvidia", "input")
+    assert cfg.w_noise == pytest.approx(1.13) and cfg.init_jitter == 0
+    assert float(w_noise_scale(cfg, 0, 2.0)) == pytest.approx(2.0 * 1.13)
+    assert float(w_noise_scale(cfg, int(0.75 * cfg.steps), 2.0)) == 0.0
+    lr = lr_schedule(cfg)
+    assert float(lr(0)) == 0.0 and float(lr(cfg.steps // 2)) == pytest.approx(cfg.lr)
+    assert float(lr(cfg.steps - 1)) < 0.01 * cfg.lr
+    # A short run of it (20 steps instead of 1000): the loss is LPIPS + 1e5 x the regulariser.
+    run = inpaint(target, hole, models["G"], seeds=[0, 1], config="nvidia", progress=False, steps=20, chunk=20)
+    h = run.history
+    assert set(h) == {"loss", "mse", "lpips", "noise_reg"}
+    np.testing.assert_allclose(h["loss"], h["lpips"] + 1e5 * h["noise_reg"], rtol=1e-5, atol=1e-7)
+    assert np.all(np.isfinite(h["loss"])) and h["lpips"][-1].mean() < h["lpips"][0].mean()
+    assert np.allclose(run.ws, run.ws[:, :1]) and not np.allclose(run.ws[0], run.ws[1])
+    assert set(run.noise) == set(models["G"].config.noise_shapes)
 
 
 def test_z_init_with_the_realism_term(models, target, hole):

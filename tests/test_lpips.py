@@ -58,6 +58,48 @@ def test_parity_with_lpips_package(lp, fns, vectors, s):
         np.testing.assert_allclose(dist, vectors[f"dist_{s}"], rtol=0, atol=TOL)
 
 
+# The path the inpainting loss takes: the target's side computed once by `prepare`, then
+# `prepared_distance` at every step. It runs the same float32 operations as the direct functions,
+# split in two: equal to them to PREPARED_TOL, and (plain) to the lpips package's distances to TOL.
+PREPARED_TOL = 1e-6
+
+
+@pytest.mark.parametrize("mode", ["plain", "input", "feature"])
+def test_prepared_target_equals_the_direct_distance(lp, fns, vectors, mode):
+    x, y = _pair(vectors, "64")
+    known = np.ones((64, 64), np.float32)
+    known[20:44, 16:40] = 0
+
+    @jax.jit
+    def prepared(params, x, y, k):
+        return lp.prepared_distance(params, x, lp.prepare(params, y, k, mode=mode))
+
+    got = np.asarray(prepared(lp.params, x, y, None if mode == "plain" else known))
+    direct = {"plain": lambda: fns["distance"](lp.params, x, y),
+              "input": lambda: fns["masked_input"](lp.params, x, y, known),
+              "feature": lambda: fns["masked_feature"](lp.params, x, y, known)}[mode]()
+    np.testing.assert_allclose(got, direct, rtol=0, atol=PREPARED_TOL)
+    if mode == "plain":
+        np.testing.assert_allclose(got, vectors["dist_64"], rtol=0, atol=TOL)
+    else:  # and the mask is used
+        assert np.abs(got - np.asarray(fns["distance"](lp.params, x, y))).max() > 1e-3
+    with pytest.raises(ValueError, match="mode"):
+        lp.prepare(lp.params, y, known, mode="nope")
+
+
+def test_prepared_target_resized_and_shared_by_a_batch(lp, fns, vectors):
+    """As the search uses it: one target prepared once for many images; and images above
+    `resize_to` area-downsampled on both sides (2x-upsampled reference pairs give the 64x64 distances)."""
+    x, y = _pair(vectors, "64")
+    one = jax.jit(lambda params, x, y: lp.prepared_distance(params, x, lp.prepare(params, y)))
+    np.testing.assert_allclose(one(lp.params, x, y[:1]), fns["distance"](lp.params, x, np.repeat(y[:1], len(x), 0)),
+                               rtol=0, atol=PREPARED_TOL)
+    big_x, big_y = (np.repeat(np.repeat(a[:2], 2, 1), 2, 2) for a in (x, y))  # 128x128
+    resized = jax.jit(lambda params, x, y: lp.prepared_distance(params, x, lp.prepare(params, y, resize_to=64),
+                                                                resize_to=64))
+    np.testing.assert_allclose(resized(lp.params, big_x, big_y), vectors["dist_64"][:2], rtol=0, atol=TOL)
+
+
 def test_unpickler_refuses_other_globals(tmp_path):
     import collections
 

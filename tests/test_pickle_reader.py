@@ -492,3 +492,124 @@ def test_broken_files_raise_format_errors(data_dir, tmp_path):
     cut = next(p for n, p in files.items() if n.startswith("legacy-cut-at-") and not n.endswith("-20"))
     with pytest.raises(CheckpointFormatError, match="truncated"):
         load_torch(cut)
+
+
+# --------------------------------------------------------------------------------------------
+# Limits: small hostile files that would hang the reader or exhaust memory are refused (issue 11).
+# --------------------------------------------------------------------------------------------
+
+from pickle_tools import dag, dict_with_key_pickle, minimal_network_pickle, torch_zip, zip_bomb_pt  # noqa: E402
+
+
+def _containers(tmp_path, obj_pickle: bytes) -> dict:
+    """The same object pickle as a torch-zip, torch-legacy and plain pickle file."""
+    return {"zip": torch_zip(tmp_path / "a.pt", obj_pickle),
+            "legacy": _write(tmp_path / "b.pt", _legacy_file(obj_pickle)),
+            "pickle": _write(tmp_path / "c.pkl", obj_pickle)}
+
+
+def _write(path, data: bytes):
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize("shape", ["list", "tuple", "dict", "namespace-in-dict", "deep-in-state-dict"])
+def test_shared_reference_dag_is_refused_not_walked(shape, tmp_path, monkeypatch):
+    """~1 KB pickles whose values share references: 2^60 leaves when walked (json, numpy, repr ...).
+    (A lower MAX_NODES keeps this fast; the CLI table runs the default limits in subprocesses.)"""
+    monkeypatch.setattr(pr, "MAX_NODES", 50_000)
+    d = dag(60, tuple if shape == "tuple" else list)
+    if shape == "dict":
+        d = {}
+        for _ in range(60):
+            d = {"a": d, "b": d}
+    obj = {"g_ema": {"style.1.weight": d}} if shape == "deep-in-state-dict" else \
+        {"args": argparse.Namespace(x=d)} if shape == "namespace-in-dict" else d
+    data = pickle.dumps(obj, protocol=2)
+    assert len(data) < 2000
+    for kind, path in _containers(tmp_path, data).items():
+        with pytest.raises(CheckpointFormatError, match="more than 50,000 values when walked"):
+            load_torch(path)
+        with pytest.raises(CheckpointFormatError, match="values when walked"):
+            load_state_dict(path, key="g_ema")
+
+
+def test_shared_reference_dag_in_nvidia_init_kwargs(tmp_path, monkeypatch):
+    monkeypatch.setattr(pr, "MAX_NODES", 50_000)
+    path = minimal_network_pickle({"z_dim": 4, "mapping_kwargs": {"x": dag(60)}}, tmp_path / "net.pkl")
+    assert path.stat().st_size < 1000 and sniff_format(path) == "nvidia-pkl"
+    with pytest.raises(CheckpointFormatError, match="values when walked"):
+        load_network_pickle(path)
+
+
+def test_nesting_deeper_than_the_limit(tmp_path):
+    deep = []
+    for _ in range(pr.MAX_DEPTH + 5):
+        deep = [deep]
+    for path in _containers(tmp_path, pickle.dumps({"x": deep}, protocol=2)).values():
+        with pytest.raises(CheckpointFormatError, match="nested deeper than 100 levels"):
+            load_torch(path)
+
+
+@pytest.mark.parametrize("how", ["dict-key", "set-reduce", "set-additems", "frozenset"])
+def test_dict_keys_and_set_elements_are_bounded_before_hashing(how, tmp_path):
+    """Hashing a tuple walks it: a DAG tuple as a key would never finish (pickle.loads hangs on these)."""
+    body = pickle.dumps(dag(60, tuple), protocol=2)[2:-1]
+    data = {"dict-key": dict_with_key_pickle(dag(60, tuple)),
+            "set-reduce": b"\x80\x02c__builtin__\nset\n]" + body + b"a\x85R.",
+            "set-additems": b"\x80\x04\x8f(" + body + b"\x90.",
+            "frozenset": b"\x80\x04(" + body + b"\x91."}[how]
+    for path in _containers(tmp_path, data).values():
+        with pytest.raises(CheckpointFormatError, match="a dict key or set element holds more than 10,000 values"):
+            load_torch(path)
+    small = {"dict-key": {(1, 2): 3}, "set-reduce": {(1, 2)}, "set-additems": {(1, 2)}, "frozenset": frozenset({3})}
+    assert load_torch(_write(tmp_path / "ok.pkl", pickle.dumps(small[how], protocol=4))) == small[how]
+
+
+def test_opcode_limit(tmp_path, monkeypatch):
+    monkeypatch.setattr(pr, "MAX_OPS", 100_000)
+    path = _write(tmp_path / "ops.pkl", b"\x80\x02" + b"N0" * 60_000 + b"N.")
+    with pytest.raises(CheckpointFormatError, match="more than 100,000 opcodes"):
+        load_torch(path)
+    assert load_torch(_write(tmp_path / "fine.pkl", b"\x80\x02" + b"N0" * 1000 + b"N.")) is None
+
+
+def test_byte_budget_bounds_tensors_built_from_shared_storage(tmp_path, monkeypatch):
+    """100 stride-0 views of one 4-byte storage: 400 MB of tensors from a tiny file."""
+    base = torch.zeros(1)
+    path = tmp_path / "expand.pt"
+    torch.save([base.expand(1_000_000) for _ in range(100)], path)
+    assert path.stat().st_size < 100_000
+    monkeypatch.setattr(pr, "MIN_BYTES", 64 << 20)
+    with pytest.raises(CheckpointFormatError, match="past .* bytes .* the reader's limit"):
+        load_torch(path)
+    monkeypatch.setattr(pr, "MIN_BYTES", 1 << 30)
+    assert len(load_torch(path)) == 100   # within the default budget: read as before
+
+
+def test_zip_bomb_is_refused_by_its_declared_size(tmp_path):
+    path = zip_bomb_pt(tmp_path / "bomb.pt")  # ~2 MB, data.pkl inflates to 2 GiB
+    assert path.stat().st_size < 4 << 20 and sniff_format(path) == "torch-zip"
+    with pytest.raises(CheckpointFormatError, match="declares 2,147,483,648 bytes uncompressed.*zip bomb"):
+        load_torch(path)
+
+
+def test_zip_bomb_below_the_member_limit_is_streamed_not_inflated(tmp_path, monkeypatch):
+    path = zip_bomb_pt(tmp_path / "bomb.pt", inflated=256 << 20)
+    inflated = []
+    real_read = zipfile.ZipExtFile.read
+
+    def counting_read(self, n=-1):
+        data = real_read(self, n)
+        inflated.append(len(data))
+        return data
+    monkeypatch.setattr(zipfile.ZipExtFile, "read", counting_read)
+    with pytest.raises(CheckpointFormatError):   # zeros are not pickle opcodes
+        load_torch(path)
+    assert sum(inflated) <= 16 << 20
+
+
+def test_tensor_count_limit_of_a_persistent_network(data_dir, monkeypatch):
+    monkeypatch.setattr(pr, "MAX_TENSORS", 10)
+    with pytest.raises(CheckpointFormatError, match="holds more than 10 tensors"):
+        load_network_pickle(data_dir / SG2 / STRIPPED)
