@@ -143,6 +143,16 @@ def config_from_hf(hf_config: Mapping, preprocessor: Mapping | None, what: str) 
 
 
 def preprocess_config(pp: Mapping | None, image_size: tuple[int, int], what: str) -> ImagePreprocess:
+    """`_preprocess_config`, a bad value in preprocessor_config.json as one line."""
+    try:
+        return _preprocess_config(pp, image_size, what)
+    except InputError:
+        raise
+    except (TypeError, ValueError, KeyError, AttributeError, OverflowError) as e:
+        raise InputError(f"{what}: {hf.PREPROCESSOR_FILE}: bad value ({type(e).__name__}: {str(e)[:200]})") from None
+
+
+def _preprocess_config(pp: Mapping | None, image_size: tuple[int, int], what: str) -> ImagePreprocess:
     """CLIPImageProcessor settings -> ImagePreprocess; without a file: the model's size, OpenAI mean/std, bicubic."""
     if pp is None:
         return ImagePreprocess("shortest_edge", (image_size[0], image_size[0]), tuple(image_size), OPENAI_MEAN,

@@ -78,6 +78,16 @@ def labels_from_config(hf_config: Mapping, what: str) -> tuple[str, ...]:
 
 
 def preprocess_config(pp: Mapping | None, image_size: tuple[int, int], what: str) -> ImagePreprocess:
+    """`_preprocess_config`, a bad value in preprocessor_config.json as one line."""
+    try:
+        return _preprocess_config(pp, image_size, what)
+    except InputError:
+        raise
+    except (TypeError, ValueError, KeyError, AttributeError, OverflowError) as e:
+        raise InputError(f"{what}: {hf.PREPROCESSOR_FILE}: bad value ({type(e).__name__}: {str(e)[:200]})") from None
+
+
+def _preprocess_config(pp: Mapping | None, image_size: tuple[int, int], what: str) -> ImagePreprocess:
     """ViTImageProcessor settings -> ImagePreprocess (defaults without a file, at the model's input size)."""
     if pp is None:
         return ImagePreprocess("exact", tuple(image_size), None, (0.5,) * 3, (0.5,) * 3, "linear")

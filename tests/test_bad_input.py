@@ -275,6 +275,20 @@ def _ros_huge_index(folder):
     return str(folder / "huge_index.pt")
 
 
+def _hf_edited(src, name, file, key, value):
+    """A copy of a Hugging Face test checkpoint folder with one JSON value changed."""
+    def make(folder):
+        import json
+        import shutil
+        dest = folder / name
+        shutil.copytree(_DATA / src, dest)
+        data = json.loads((dest / file).read_text())
+        data[key] = value
+        (dest / file).write_text(json.dumps(data))
+        return str(dest)
+    return make
+
+
 def _folder_with_a_file(folder):
     d = folder / "my_documents"
     d.mkdir()
@@ -335,6 +349,10 @@ MAKERS.update({
     "gen_long_filter": _model_folder("generator", "gen_filter",
                                      _set(["config", "G", "resample_filter"], [1.0] * 10 ** 5)),
     "clf_many_layers": _model_folder("classifier", "clf_layers", _set(["config", "encoder", "num_layers"], 10 ** 9)),
+    "hf_clip_bad_size": _hf_edited("clip/tiny-clip-hf", "clip_bad_size", "preprocessor_config.json", "size",
+                                   {"shortest_edge": [224]}),
+    "hf_vit_many_layers": _hf_edited("vit/tiny-vit-celeba-hf", "vit_layers", "config.json", "num_hidden_layers",
+                                     10 ** 9),
 })
 
 DEMO = ["-g", "demo-faces"]
@@ -547,6 +565,10 @@ ROWS: list[Row] = [
     row("generate-model-json-long-filter", ["generate", "-g", "{gen_long_filter}", "--seeds", "0", "--out", "{out}"],
         "resample_filter must have 1 to 16 taps", subprocess=True, timeout=60),
     row("score-classifier-model-json-many-layers", ["score", "{face}", "--classifier", "{clf_many_layers}"],
+        "at most 1024 layers", subprocess=True, timeout=60),
+    row("convert-clip-preprocessor-size-a-list", ["convert", "clip", "{hf_clip_bad_size}", "{out}"],
+        "preprocessor_config.json: bad value"),
+    row("convert-classifier-billion-layers", ["convert", "classifier", "{hf_vit_many_layers}", "{out}"],
         "at most 1024 layers", subprocess=True, timeout=60),
     # in a subprocess: orbax's stray reads printed "Event loop is closed" tracebacks to the real stderr
     row("generate-corrupt-weights", ["generate", "-g", "{corrupt_weights}", "--seeds", "0", "--out", "{out}"],
