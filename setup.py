@@ -13,7 +13,7 @@ setup(
     # The inpainting presets live in configs/ at the top of the repository and install as jax_inpaint/configs.
     package_dir={"jax_inpaint.configs": "configs"},
     include_package_data=True,
-    package_data={"jax_inpaint": ["assets/**/*"], "jax_inpaint.configs": ["*.yaml"]},
+    package_data={"jax_inpaint.models": ["assets/**/*"], "jax_inpaint.configs": ["*.yaml"]},
     python_requires=">=3.10",
     install_requires=[
         "jax>=0.4.30",

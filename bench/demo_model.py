@@ -20,9 +20,9 @@ from jax_inpaint import images
 from jax_inpaint.demo import quality
 from jax_inpaint.demo.run import DEMO_OPTIONS, mouth_hole
 from jax_inpaint.demo.train_classifier import attribute_accuracy
-from jax_inpaint.lpips import load_lpips
-from jax_inpaint.stylegan2 import load_generator
-from jax_inpaint.vit import load_classifier
+from jax_inpaint.models.lpips import load_lpips
+from jax_inpaint.models.stylegan2 import load_generator
+from jax_inpaint.models.vit import load_classifier
 
 
 def main():

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jax_inpaint.stylegan2 import GeneratorConfig, init_generator
+from jax_inpaint.models.stylegan2 import GeneratorConfig, init_generator
 
 CONFIGS = {
     "small": dict(z_dim=64, c_dim=0, w_dim=64, img_resolution=64, img_channels=3,

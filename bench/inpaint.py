@@ -24,11 +24,11 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(__file__))
 from generator import CONFIGS  # noqa: E402  (the same architectures as bench/generator.py)
 
-from jax_inpaint.lpips import init_lpips, load_lpips  # noqa: E402
-from jax_inpaint.objective import Models, Objective  # noqa: E402
-from jax_inpaint.recipe import load_config  # noqa: E402
-from jax_inpaint.search import Search  # noqa: E402
-from jax_inpaint.stylegan2 import GeneratorConfig, init_generator  # noqa: E402
+from jax_inpaint.models.lpips import init_lpips, load_lpips  # noqa: E402
+from jax_inpaint.inversion.objective import Models, Objective  # noqa: E402
+from jax_inpaint.inversion.config import load_config  # noqa: E402
+from jax_inpaint.inversion.search import Search  # noqa: E402
+from jax_inpaint.models.stylegan2 import GeneratorConfig, init_generator  # noqa: E402
 
 
 def step_time(G, lp, k, steps, repeats, lpips_weight):

@@ -19,7 +19,9 @@ import time
 import jax
 import jax.numpy as jnp
 
-from jax_inpaint import clip, lpips, vit
+from jax_inpaint.models import clip
+from jax_inpaint.models import lpips
+from jax_inpaint.models import vit
 
 
 def _lpips(batch):

@@ -25,7 +25,7 @@ import jax, numpy as np
 from PIL import Image
 from jax_inpaint.batch import read_items, run_batch
 from jax_inpaint.generate import generate
-from jax_inpaint.stylegan2 import load_generator
+from jax_inpaint.models.stylegan2 import load_generator
 a = json.loads(sys.argv[1])
 devices = jax.local_devices()[: a["devices"]]
 G = load_generator(a["generator"])

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Train the demo attribute classifier (a tiny ViT) on procedural faces and write its model folder.
 
-    python bin/train_demo_classifier.py --dest jax_inpaint/assets/classifier/demo-faces --overwrite
+    python bin/train_demo_classifier.py --dest jax_inpaint/models/assets/classifier/demo-faces --overwrite
 
 Prints the held-out accuracy per attribute (also recorded in the folder's model.json).
 The library code is `jax_inpaint.demo.train_classifier`.

@@ -2,7 +2,7 @@
 """Train the demo StyleGAN2 on procedural faces, resumably, and export it as a model folder.
 
     python bin/train_demo_gan.py --out /tmp/demo_gan                       # train (or resume) in /tmp/demo_gan
-    python bin/train_demo_gan.py --out /tmp/demo_gan --export jax_inpaint/assets/generator/demo-faces
+    python bin/train_demo_gan.py --out /tmp/demo_gan --export jax_inpaint/models/assets/generator/demo-faces
 
 Kill it at any time: the next run with the same --out continues from the newest checkpoint.
 The library code is `jax_inpaint.demo.train_gan`.

@@ -27,11 +27,11 @@ import numpy as np
 
 from convert_weights import hf
 from convert_weights.hf import CONV, DENSE, SAME, chunk
-from jax_inpaint import checkpoint
-from jax_inpaint.clip import (KIND, OPENAI_MEAN, OPENAI_STD, TOKENIZER_DIR, CLIPConfig, CLIPTextConfig,
+from jax_inpaint.models import folders as checkpoint
+from jax_inpaint.models.clip import (KIND, OPENAI_MEAN, OPENAI_STD, TOKENIZER_DIR, CLIPConfig, CLIPTextConfig,
                               CLIPVisionConfig, expected_params, load_tokenizer)
 from jax_inpaint.errors import InputError
-from jax_inpaint.transformer import PIL_RESAMPLE, EncoderConfig, ImagePreprocess, pair
+from jax_inpaint.models.transformer import PIL_RESAMPLE, EncoderConfig, ImagePreprocess, pair
 
 # The tokenizer files a CLIP model folder may hold (checkpoint.check_destination knows them as ours).
 TOKENIZER_FILES = tuple(sorted(checkpoint.EXTRA_FOLDERS[KIND][TOKENIZER_DIR]))

@@ -19,7 +19,7 @@ from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from jax_inpaint import checkpoint
+from jax_inpaint.models import folders as checkpoint
 from jax_inpaint.errors import InputError
 
 CONFIG_FILE = "config.json"

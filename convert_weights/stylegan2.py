@@ -21,10 +21,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from convert_weights import pickle_reader
-from jax_inpaint import checkpoint
-from jax_inpaint.checkpoint import _brief
+from jax_inpaint.models import folders as checkpoint
+from jax_inpaint.models.folders import _brief
 from jax_inpaint.errors import InputError
-from jax_inpaint.stylegan2 import (DiscriminatorConfig, DiscriminatorModule, GeneratorConfig, GeneratorModule,
+from jax_inpaint.models.stylegan2 import (DiscriminatorConfig, DiscriminatorModule, GeneratorConfig, GeneratorModule,
                                    MappingNetwork)
 
 KIND = "stylegan2"

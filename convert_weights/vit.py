@@ -15,10 +15,10 @@ from typing import Mapping
 from convert_weights import hf
 from convert_weights.clip import normalisation
 from convert_weights.hf import CONV, DENSE, SAME, squeeze_leading
-from jax_inpaint import checkpoint
+from jax_inpaint.models import folders as checkpoint
 from jax_inpaint.errors import InputError
-from jax_inpaint.transformer import PIL_RESAMPLE, EncoderConfig, ImagePreprocess, pair
-from jax_inpaint.vit import KIND, ClassifierConfig, expected_params
+from jax_inpaint.models.transformer import PIL_RESAMPLE, EncoderConfig, ImagePreprocess, pair
+from jax_inpaint.models.vit import KIND, ClassifierConfig, expected_params
 
 # transformers' ViTConfig defaults (config.json may omit default values).
 DEFAULTS = dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,

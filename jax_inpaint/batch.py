@@ -39,10 +39,10 @@ from PIL import Image
 
 from jax_inpaint import files
 from jax_inpaint.errors import InputError
-from jax_inpaint.inpaint import (Inputs, _merge, _select, build_objective, finish, parse_attributes, prepare_inputs,
+from jax_inpaint.inversion.inpainter import (Inputs, _merge, _select, build_objective, finish, parse_attributes, prepare_inputs,
                                  resolve_config, save_result)
-from jax_inpaint.recipe import InpaintConfig
-from jax_inpaint.search import SearchResult, get_search, w_statistics
+from jax_inpaint.inversion.config import InpaintConfig
+from jax_inpaint.inversion.search import SearchResult, get_search, w_statistics
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 
@@ -236,13 +236,13 @@ def item_inputs(item: Item) -> dict:
 
 
 def _item_key(run_hash: str, inputs: dict) -> str:
-    from jax_inpaint.evaluate import _digest
+    from jax_inpaint.study.evaluate import _digest
     return _digest(run_hash, json.dumps(inputs, sort_keys=True))
 
 
 def run_fingerprint(G, cfg: InpaintConfig, seeds, *, class_idx, clip, classifier, lpips_model, D) -> dict:
     """Everything of a run that changes every item's result (compared with the folder's batch.json)."""
-    from jax_inpaint.evaluate import _digest, _model_id
+    from jax_inpaint.study.evaluate import _digest, _model_id
 
     return {"generator": _model_id(G), "generator_config": _digest(repr(G.config)),
             "config": dataclasses.asdict(cfg), "seeds": list(seeds), "class_idx": class_idx,
@@ -251,7 +251,7 @@ def run_fingerprint(G, cfg: InpaintConfig, seeds, *, class_idx, clip, classifier
 
 
 def _differences(old: dict, new: dict) -> list[str]:
-    from jax_inpaint.evaluate import _flat, _short
+    from jax_inpaint.study.evaluate import _flat, _short
 
     fo, fn = _flat(old), _flat(new)
     return [f"{k}: {_short(fo.get(k))} -> {_short(fn.get(k))}"
@@ -311,7 +311,7 @@ def _item_changes(records: dict, mine: Sequence[Item], run_hash: str, inputs: di
 
 
 def _short_value(v) -> str:
-    from jax_inpaint.evaluate import _short
+    from jax_inpaint.study.evaluate import _short
     return _short(v, 40)
 
 
@@ -363,8 +363,8 @@ def run_batch(items: Sequence[Item], generator, out: str, *, seeds: Sequence[int
     An item whose image changed is redone. `should_stop()` is asked between chunks of the search (it
     ends the run with KeyboardInterrupt); `on_item(record)` is called after each item is recorded.
     """
-    from jax_inpaint.inpaint import _load, _loader
-    from jax_inpaint.stylegan2 import load_discriminator, load_generator
+    from jax_inpaint.inversion.inpainter import _load, _loader
+    from jax_inpaint.models.stylegan2 import load_discriminator, load_generator
 
     cfg: InpaintConfig = resolve_config(config, **options)
     seeds = [int(s) for s in seeds]
@@ -392,12 +392,12 @@ def run_batch(items: Sequence[Item], generator, out: str, *, seeds: Sequence[int
         D = load_discriminator(generator) if cfg.realism > 0 else None
         clip_model = None if clip is None else _load(clip, _loader("clip", "load_clip"))
         cls_model = None if classifier is None else _load(classifier, _loader("vit", "load_classifier"))
-        from jax_inpaint.lpips import load_lpips
+        from jax_inpaint.models.lpips import load_lpips
         lpips_model = load_lpips()
         fingerprint = run_fingerprint(G, cfg, seeds, class_idx=class_idx, clip=clip_model, classifier=cls_model,
                                       lpips_model=lpips_model, D=D)
         _check_folder(out, fingerprint, recompute)
-        from jax_inpaint.evaluate import _digest
+        from jax_inpaint.study.evaluate import _digest
         run_hash = _digest(json.dumps(files.jsonable(fingerprint), sort_keys=True))
         inputs = {it.id: item_inputs(it) for it in items}
         keys = {it.id: _item_key(run_hash, inputs[it.id]) for it in items}

@@ -69,7 +69,7 @@ def _fail(message: str, code: int) -> None:
 
 def parse_seeds(text: str) -> list[int]:
     """'0-3,7,9-10' -> [0, 1, 2, 3, 7, 9, 10]: distinct whole numbers in [0, 2**32 - 1] (recipe.check_seeds)."""
-    from jax_inpaint.recipe import MAX_SEED, MAX_SEEDS, check_seeds
+    from jax_inpaint.inversion.config import MAX_SEED, MAX_SEEDS, check_seeds
 
     example = "such as '0-7' or '1,5,9'"
     parts = [p.strip() for p in str(text).split(",")]
@@ -213,7 +213,7 @@ def convert_stylegan2_cmd(src, dest, overwrite, init_kwargs, conv_clamp, no_disc
 def generate(generator, seeds, truncation_psi, trunc_cutoff, class_idx, noise_mode, latents, out):
     """Generate images: one PNG per seed (seed0000.png ...) and grid.png."""
     from jax_inpaint.generate import generate as run, render_latents
-    from jax_inpaint.stylegan2 import load_generator
+    from jax_inpaint.models.stylegan2 import load_generator
 
     G = load_generator(generator)
     if latents:
@@ -231,7 +231,7 @@ def config_options(fn):
     """One CLI option per InpaintConfig field (help and default from the dataclass: one source)."""
     import dataclasses
 
-    from jax_inpaint.recipe import _CHOICES, InpaintConfig, field_help
+    from jax_inpaint.inversion.config import _CHOICES, InpaintConfig, field_help
 
     helps = field_help()
     for f in reversed(dataclasses.fields(InpaintConfig)):
@@ -268,7 +268,7 @@ def inpaint_inputs(fn):
 def parse_prompts(prompts):
     """['a smile', 'red hair::2'] -> [('a smile', 1.0), ('red hair', 2.0)]: non-empty texts, weights finite
     and > 0 (recipe.check_prompts)."""
-    from jax_inpaint.recipe import check_prompts
+    from jax_inpaint.inversion.config import check_prompts
 
     out = []
     for p in prompts:
@@ -302,7 +302,7 @@ def inpaint(image, mask, invert_mask, generator, seeds, config, class_idx, promp
           --attribute Smiling=1 --classifier celeba-vit --attr-loss margin --out smiling/
     """
     from jax_inpaint.files import output_folder
-    from jax_inpaint.inpaint import inpaint as run, parse_attributes, save_result
+    from jax_inpaint.inversion.inpainter import inpaint as run, parse_attributes, save_result
 
     prompts, attributes = parse_prompts(prompts), parse_attributes(attributes)
     with output_folder(out):  # an unwritable --out is reported now, not after the search
@@ -455,7 +455,7 @@ def score_cmd(images, clip, prompts, classifier, reference, json_path):
 # ---------------------------------------------------------------------------------------------
 # Evaluation: how robust is the inpainting (mask families x hole ratios x targets, with baselines).
 
-from jax_inpaint.evaluate import DEFAULT_FAMILIES as EVAL_FAMILIES, DEFAULT_RATIOS as EVAL_RATIOS  # noqa: E402
+from jax_inpaint.study.evaluate import DEFAULT_FAMILIES as EVAL_FAMILIES, DEFAULT_RATIOS as EVAL_RATIOS  # noqa: E402
 
 
 @main.command("evaluate")
@@ -497,8 +497,8 @@ def evaluate_cmd(images, max_images, gan_samples, truncation_psi, families, rati
       jax-inpaint evaluate --generator ffhq256 --images photos/ --families center,strokes-thick,half \\
           --ratios 0.3,0.5 --out eval-photos/
     """
-    from jax_inpaint.evaluate import evaluate as run
-    from jax_inpaint.inpaint import parse_attributes
+    from jax_inpaint.study.evaluate import evaluate as run
+    from jax_inpaint.inversion.inpainter import parse_attributes
 
     result = run(generator, out, images=images, max_images=max_images, gan_samples=gan_samples,
                  truncation_psi=truncation_psi, families=families, ratios=ratios, mask_seed=mask_seed,
@@ -554,7 +554,7 @@ def inpaint_batch(images, masks, mask, manifest, generator, seeds, config, class
     """
     from jax_inpaint import batch as B
 
-    from jax_inpaint.inpaint import parse_attributes
+    from jax_inpaint.inversion.inpainter import parse_attributes
 
     prompts, attributes = tuple(parse_prompts(prompts)), tuple(parse_attributes(attributes).items())
     items = B.read_items(images=images, masks=masks, mask=mask, manifest=manifest)

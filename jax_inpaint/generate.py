@@ -12,27 +12,8 @@ import numpy as np
 
 from jax_inpaint import images
 from jax_inpaint.errors import InputError
-from jax_inpaint.recipe import check_seeds
-from jax_inpaint.stylegan2 import Generator
-
-
-def seed_z(seeds: Sequence[int], z_dim: int) -> np.ndarray:
-    """z for each seed exactly as NVIDIA's generate.py draws it: RandomState(seed).randn(1, z_dim)."""
-    return np.stack([np.random.RandomState(s).randn(z_dim) for s in seeds]).astype(np.float32)
-
-
-def class_vector(G: Generator, class_idx: int | None, n: int) -> np.ndarray | None:
-    if G.c_dim == 0:
-        if class_idx is not None:
-            raise InputError("--class given, but the generator is not conditional")
-        return None
-    if class_idx is None:
-        raise InputError(f"the generator is conditional: choose a class with --class (0..{G.c_dim - 1})")
-    if not 0 <= class_idx < G.c_dim:
-        raise InputError(f"--class must be in 0..{G.c_dim - 1}, got {class_idx}")
-    c = np.zeros((n, G.c_dim), np.float32)
-    c[:, class_idx] = 1
-    return c
+from jax_inpaint.inversion.config import check_seeds
+from jax_inpaint.models.stylegan2 import Generator, class_vector, seed_z
 
 
 def generate(G: Generator, seeds: Sequence[int], *, truncation_psi: float = 1.0,

@@ -30,7 +30,7 @@ def score_images(images: Sequence[str | os.PathLike], *, clip=None, prompts: Seq
     Returns {"images": [paths], "prompts": [texts], "clip_similarity": [[per prompt] per image],
     "attributes": {label: [per image]}, "lpips": [per image]}; parts without a model stay empty.
     """
-    from jax_inpaint.recipe import check_prompts
+    from jax_inpaint.inversion.config import check_prompts
 
     prompts = [text for text, _ in check_prompts([str(p) for p in prompts])]
     if prompts and clip is None:
@@ -45,7 +45,7 @@ def score_images(images: Sequence[str | os.PathLike], *, clip=None, prompts: Seq
     pixels = [read_rgb(p) for p in paths]  # uint8 [H, W, 3] each (as floats only one at a time)
     ref = None
     if reference is not None:  # every check before any model runs
-        from jax_inpaint.lpips import MIN_SIZE
+        from jax_inpaint.models.lpips import MIN_SIZE
 
         ref = read_rgb(reference)
         for p, x in zip(paths, pixels):
@@ -64,7 +64,7 @@ def score_images(images: Sequence[str | os.PathLike], *, clip=None, prompts: Seq
 
     if clip is not None:
         if isinstance(clip, (str, os.PathLike)):
-            from jax_inpaint.clip import load_clip
+            from jax_inpaint.models.clip import load_clip
             clip = load_clip(clip)
         text = jax.jit(clip.encode_text)(clip.params, clip.tokenize(prompts))
         sim = jax.jit(clip.similarity)
@@ -72,7 +72,7 @@ def score_images(images: Sequence[str | os.PathLike], *, clip=None, prompts: Seq
 
     if classifier is not None:
         if isinstance(classifier, (str, os.PathLike)):
-            from jax_inpaint.vit import load_classifier
+            from jax_inpaint.models.vit import load_classifier
             classifier = load_classifier(classifier)
         probs = jax.jit(classifier.probs)
         rows = np.stack([np.asarray(probs(classifier.params, batch1(x)))[0] for x in pixels])  # [images, labels]
@@ -80,7 +80,7 @@ def score_images(images: Sequence[str | os.PathLike], *, clip=None, prompts: Seq
 
     if ref is not None:
         if lpips is None:
-            from jax_inpaint.lpips import load_lpips
+            from jax_inpaint.models.lpips import load_lpips
             lpips = load_lpips()
         dist = jax.jit(lpips.distance)
         out["lpips"] = [float(np.asarray(dist(lpips.params, batch1(x), batch1(ref)))[0]) for x in pixels]

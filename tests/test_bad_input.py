@@ -178,7 +178,7 @@ MAKERS.update({
 
 # -- convert: hostile checkpoints (convert_weights.pickle_reader's limits), constructor kwargs, model folders
 _DATA = pathlib.Path(__file__).parent / "data"
-_ASSETS = pathlib.Path(__file__).parent.parent / "jax_inpaint" / "assets"
+from jax_inpaint.models.shipped import ASSETS as _ASSETS  # noqa: E402
 
 
 def _data(rel):
@@ -226,7 +226,7 @@ def _model_folder(kind, name, edit, weights=True):
         import shutil
         dest = folder / name
         if kind == "clip":
-            from jax_inpaint.clip import vit_b16_config
+            from jax_inpaint.models.clip import vit_b16_config
             dest.mkdir()
             meta = {"format": "jax-inpaint", "format_version": 1, "kind": "clip", "trees": ["params"],
                     "config": vit_b16_config().to_dict(), "source": {}}

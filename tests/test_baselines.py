@@ -5,7 +5,8 @@ import types
 import numpy as np
 import pytest
 
-from jax_inpaint import baselines, metrics
+from jax_inpaint.study import baselines
+from jax_inpaint.study import metrics
 from jax_inpaint.errors import InputError
 from jax_inpaint.masks import make_mask
 

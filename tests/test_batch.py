@@ -25,7 +25,7 @@ from jax_inpaint.batch import read_items, read_results, run_batch
 from jax_inpaint.cli import main
 from jax_inpaint.files import LOCK_FILE
 from jax_inpaint.generate import generate
-from jax_inpaint.stylegan2 import load_generator
+from jax_inpaint.models.stylegan2 import load_generator
 
 OPTS = ["--seeds", "0-1", "--steps", "25", "--lpips", "0", "--lr", "0.1", "--noise", "const", "--quiet"]
 
@@ -167,9 +167,9 @@ def test_interrupted_run_resumes_and_redoes_nothing(setup, tmp_path, monkeypatch
 
 
 def test_should_stop_ends_the_search_within_one_chunk(setup):
-    from jax_inpaint.inpaint import build_objective, resolve_config
-    from jax_inpaint.lpips import load_lpips
-    from jax_inpaint.search import get_search, w_statistics
+    from jax_inpaint.inversion.inpainter import build_objective, resolve_config
+    from jax_inpaint.models.lpips import load_lpips
+    from jax_inpaint.inversion.search import get_search, w_statistics
 
     _, G = setup
     cfg = resolve_config(None, steps=25, chunk=5, lpips=0.0, lr=0.1, noise="const")

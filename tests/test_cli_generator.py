@@ -90,7 +90,7 @@ def test_missing_tensor_is_named(data_dir, tmp_path):
 def test_state_dict_without_kwargs_infers_the_architecture(data_dir, tmp_path):
     r = run("convert", "stylegan2", data_dir / SG2 / "orig_G_state.npz", tmp_path / "orig")
     assert r.exit_code == 0, r.output
-    from jax_inpaint.stylegan2 import load_generator
+    from jax_inpaint.models.stylegan2 import load_generator
     G = load_generator(tmp_path / "orig")
     assert G.config.architecture == "orig" and G.config.channels == (32, 32, 32, 16)
     v = np.load(data_dir / SG2 / "orig_vectors.npz")
@@ -112,7 +112,7 @@ def test_generate_writes_one_png_per_seed_and_a_grid(tiny_folder, tmp_path):
 def test_generate_matches_nvidia_seeds(tiny_folder, data_dir):
     """z for a seed is drawn as NVIDIA's generate.py draws it, so seeds mean the same images."""
     from jax_inpaint.generate import generate, seed_z
-    from jax_inpaint.stylegan2 import load_generator
+    from jax_inpaint.models.stylegan2 import load_generator
     z = seed_z([3], 64)
     np.testing.assert_array_equal(z[0], np.random.RandomState(3).randn(64).astype(np.float32))
     G = load_generator(tiny_folder)

@@ -18,7 +18,7 @@ from safetensors.numpy import load_file, save_file
 
 from convert_weights.clip import convert_clip
 from jax_inpaint.cli import main
-from jax_inpaint.clip import CLIPConfig, load_clip
+from jax_inpaint.models.clip import CLIPConfig, load_clip
 from jax_inpaint.errors import InputError
 
 TOL = 1e-4

@@ -179,7 +179,7 @@ def test_overwriting_our_own_model_folders_works(work, model_template):
     assert sorted(os.listdir(work / "clip")) == ["model.json", "params", "tokenizer"]
     # nothing left beside them: no staging, temporary or set-aside folders
     assert sorted(os.listdir(work)) == ["classifier", "clip", "model", "net.pkl", "notes.txt"]
-    from jax_inpaint.stylegan2 import load_generator
+    from jax_inpaint.models.stylegan2 import load_generator
     assert load_generator(model).config.img_resolution == 32
 
 

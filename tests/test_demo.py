@@ -13,14 +13,14 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from jax_inpaint import assets
+from jax_inpaint.models import shipped as assets
 from jax_inpaint.cli import main
 from jax_inpaint.demo import faces, quality
 from jax_inpaint.demo.run import DEMO_OPTIONS, ROWS, TILE, mouth_hole, run_demo
 from jax_inpaint.demo.train_classifier import attribute_accuracy
 from jax_inpaint.errors import InputError
-from jax_inpaint.stylegan2 import load_discriminator, load_generator
-from jax_inpaint.vit import load_classifier
+from jax_inpaint.models.stylegan2 import load_discriminator, load_generator
+from jax_inpaint.models.vit import load_classifier
 
 TEST_SEED = 13            # held-out renders (training: 0, classifier accuracy: 1, the demo: 7)
 STEPS = 100
@@ -102,7 +102,7 @@ def test_generated_faces_are_plausible(G, classifier, held_out):
 
 
 def test_inpainting_beats_biharmonic_on_a_centre_hole(G, held_out):
-    from jax_inpaint.lpips import load_lpips
+    from jax_inpaint.models.lpips import load_lpips
     res = quality.inpainting_vs_biharmonic(G, held_out[0][:3], quality.centre_hole(32), seeds=SEEDS,
                                            lpips_model=load_lpips(), **OPTIONS)
     assert res["gan"]["lpips_hole"] < res["biharmonic"]["lpips_hole"], res

@@ -12,13 +12,13 @@ from click.testing import CliRunner
 from PIL import Image
 
 from convert_weights.stylegan2 import convert_stylegan2
-from jax_inpaint import evaluate as ev
-from jax_inpaint import inpaint as inpaint_mod
+from jax_inpaint.study import evaluate as ev
+from jax_inpaint.inversion import inpainter as inpaint_mod
 from jax_inpaint.cli import main
 from jax_inpaint.errors import InputError
 from jax_inpaint.generate import seed_z
-from jax_inpaint.lpips import load_lpips
-from jax_inpaint.stylegan2 import load_generator
+from jax_inpaint.models.lpips import load_lpips
+from jax_inpaint.models.stylegan2 import load_generator
 
 FAST = dict(steps=20, chunk=20, lpips=0.0, lr=0.1, noise="const")
 STUDY = dict(gan_samples=2, families="center,strokes-medium", ratios=[0.3], seeds=[0, 1],
@@ -59,7 +59,7 @@ def runs(models, tmp_path_factory):
     out = tmp_path_factory.mktemp("study") / "eval"
     kw = dict(lpips_model=models["lpips"], progress=False, **STUDY)
     result = {"out": out, "traces": []}
-    from jax_inpaint.search import Search
+    from jax_inpaint.inversion.search import Search
 
     real_chunk = Search._run_chunk
 

@@ -15,12 +15,12 @@ from convert_weights.stylegan2 import convert_stylegan2
 from convert_weights.vit import convert_classifier
 from jax_inpaint.cli import main
 from jax_inpaint.errors import InputError
-from jax_inpaint.inpaint import inpaint
-from jax_inpaint.lpips import load_lpips
-from jax_inpaint.objective import Constraints, Models, Objective, attribute_loss
-from jax_inpaint.recipe import load_config
-from jax_inpaint.search import get_search
-from jax_inpaint.stylegan2 import load_generator
+from jax_inpaint.inversion.inpainter import inpaint
+from jax_inpaint.models.lpips import load_lpips
+from jax_inpaint.inversion.objective import Constraints, Models, Objective, attribute_loss
+from jax_inpaint.inversion.config import load_config
+from jax_inpaint.inversion.search import get_search
+from jax_inpaint.models.stylegan2 import load_generator
 
 FAST = dict(lpips=0.0, steps=200, lr=0.1, chunk=25, noise="const")
 K = 4
@@ -111,7 +111,7 @@ def test_each_seed_is_the_same_whatever_the_batch_size(by_batch):
 def test_batch_0_splits_the_seeds_when_they_do_not_fit(models, target, hole, by_batch, monkeypatch):
     """With room for 2 seeds' compiled chunk (by its own memory analysis), batch 0 runs 4 seeds as 2
     batches of 2: the same results as batch 2 (bit for bit) and as the unsplit run."""
-    import jax_inpaint.search as S
+    import jax_inpaint.inversion.search as S
 
     objective = Objective(Models(G=models["G"]), load_config(None, **DET))
     frozen = objective.frozen()
@@ -168,7 +168,7 @@ def test_nan_seed_is_dropped_and_others_finish(models, target, hole):
 # Semantic constraints.
 
 def _weakest_attribute(models, run):
-    from jax_inpaint.vit import load_classifier
+    from jax_inpaint.models.vit import load_classifier
     cls = load_classifier(models["cls_dir"])
     p = np.asarray(cls.probs(cls.params, jnp.asarray(run.completions))).mean(axis=0)
     return cls, cls.labels[int(np.argmin(p))], p
@@ -230,7 +230,7 @@ def test_attribute_loss_variants():
 
 
 def test_prompt_raises_clip_similarity(models, target, hole, free_run):
-    from jax_inpaint.clip import load_clip
+    from jax_inpaint.models.clip import load_clip
     clip = load_clip(models["clip_dir"])
     prompt = "a photo of a red apple"
     run = inpaint(target, hole, models["G"], seeds=range(K), progress=False, prompts=[prompt], clip=clip,
@@ -245,8 +245,8 @@ def test_prompt_weights_weight_the_clip_term(models, target, hole):
     """'TEXT::WEIGHT' on the command line -> (text, weight) -> the CLIP term is the weighted mean of
     1 - cosine similarity over the prompts, with the weights given (checked against CLIP directly)."""
     from jax_inpaint.cli import parse_prompts
-    from jax_inpaint.clip import load_clip
-    from jax_inpaint.objective import Models as M
+    from jax_inpaint.models.clip import load_clip
+    from jax_inpaint.inversion.objective import Models as M
 
     clip = load_clip(models["clip_dir"])
     texts = ["a photo of a red apple", "a blue car"]
@@ -388,7 +388,7 @@ def test_cli_bad_inputs_exit_2_and_write_nothing(models, photo, tmp_path, image,
 
 def test_constraints_validation(models):
     with pytest.raises(ValueError, match="unknown attributes"):
-        from jax_inpaint.vit import load_classifier
+        from jax_inpaint.models.vit import load_classifier
         Objective(Models(G=models["G"], classifier=load_classifier(models["cls_dir"])),
                   load_config(None, lpips=0.0), Constraints.make({"Not_An_Attribute": 1.0}))
     with pytest.raises(ValueError, match="probabilities"):
@@ -401,8 +401,8 @@ def test_constraints_validation(models):
 def test_nvidia_preset_as_shipped(models, target, hole):
     """The `nvidia` preset's own objective, not overridden: LPIPS only (mse weight 0), the noise
     regulariser at 1e5 on optimised noise, W space, decaying w noise, warm-up + cosine ramp-down."""
-    from jax_inpaint.objective import term_names
-    from jax_inpaint.search import lr_schedule, w_noise_scale
+    from jax_inpaint.inversion.objective import term_names
+    from jax_inpaint.inversion.search import lr_schedule, w_noise_scale
 
     cfg = load_config("nvidia")
     objective = Objective(Models(G=models["G"], lpips=load_lpips()), cfg)

@@ -18,8 +18,8 @@ from image_tools import GREY, RGB, write_png
 from jax_inpaint.cli import main, parse_prompts, parse_seeds
 from jax_inpaint.errors import InputError
 from jax_inpaint.images import MAX_PIXELS, read_gray, read_rgb
-from jax_inpaint.inpaint import parse_attributes, prepare_inputs
-from jax_inpaint.recipe import InpaintConfig, check_option, check_seeds, load_config
+from jax_inpaint.inversion.inpainter import parse_attributes, prepare_inputs
+from jax_inpaint.inversion.config import InpaintConfig, check_option, check_seeds, load_config
 
 ORIENTATION = 0x0112
 
@@ -134,7 +134,7 @@ def test_cli_reads_every_kind_as_the_same_picture(tmp_path):
 # LPIPS on small images: an error below VGG16's 16x16, a number from there on.
 
 def test_lpips_refuses_images_too_small_for_vgg16():
-    from jax_inpaint.lpips import LPIPS, LPIPSConfig, expected_params
+    from jax_inpaint.models.lpips import LPIPS, LPIPSConfig, expected_params
 
     zeros = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), expected_params())
     lp = LPIPS(LPIPSConfig(), zeros)  # shapes are all that is traced here
@@ -234,7 +234,7 @@ def test_seeds():
 # Latents files: rendered exactly; NaN images never written.
 
 def test_generate_renders_a_latents_file(tmp_path):
-    from jax_inpaint.stylegan2 import load_generator
+    from jax_inpaint.models.stylegan2 import load_generator
 
     G = load_generator("demo-faces")
     ws = np.asarray(G.mapping(np.random.RandomState(0).randn(2, G.z_dim).astype(np.float32), None, 0.7))

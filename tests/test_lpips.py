@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from jax_inpaint.errors import InputError
-from jax_inpaint.lpips import UnsafePickleError, load_lpips, load_numpy_pickle, weights_path
+from jax_inpaint.models.lpips import UnsafePickleError, load_lpips, load_numpy_pickle, weights_path
 
 TOL = 1e-5
 
@@ -215,3 +215,10 @@ def test_bad_inputs(lp):
         lp.distance(lp.params, np.zeros((1, 32, 32, 3)), np.zeros((1, 32, 40, 3)))
     with pytest.raises(InputError, match="mask"):
         lp.masked_feature_distance(lp.params, np.zeros((1, 32, 32, 3)), np.zeros((1, 32, 32, 3)), np.ones((16, 16)))
+
+
+def test_min_size_is_the_one_the_options_check():
+    from jax_inpaint.inversion.config import LPIPS_MIN_SIZE
+    from jax_inpaint.models.lpips import MIN_SIZE
+
+    assert LPIPS_MIN_SIZE == MIN_SIZE

@@ -12,8 +12,8 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-import jax_inpaint.inpaint as I
-import jax_inpaint.search as S
+import jax_inpaint.inversion.inpainter as I
+import jax_inpaint.inversion.search as S
 from jax_inpaint.cli import main
 
 DEMO = ["-g", "demo-faces", "--config", "demo"]

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from jax_inpaint import metrics
+from jax_inpaint.study import metrics
 from jax_inpaint.masks import make_mask
 
 TOL = 1e-5  # parity with scikit-image (both in float64; the observed difference is ~1e-15)

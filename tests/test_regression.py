@@ -3,7 +3,7 @@ recorded before the package's layout changed (tests/data/regression/README.md)."
 import numpy as np
 import pytest
 
-from jax_inpaint.inpaint import inpaint
+from jax_inpaint.inversion.inpainter import inpaint
 
 RUNS = {"demo": dict(config="demo", steps=20, chunk=10), "default": dict(steps=10, chunk=5)}
 

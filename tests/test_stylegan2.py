@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from convert_weights.stylegan2 import convert_stylegan2
-from jax_inpaint.stylegan2 import load_discriminator, load_generator, truncate
+from jax_inpaint.models.stylegan2 import load_discriminator, load_generator, truncate
 
 SG = "stylegan2"
 CONFIGS = ["tiny", "conditional", "res64", "orig", "resnet"]
@@ -213,7 +213,7 @@ def test_attributes_and_input_checks(nvidia):
 
 def test_bfloat16_compute_is_close_to_float32(nvidia, data_dir, tmp_path):
     G, v = nvidia["res64"]
-    from jax_inpaint.stylegan2 import Generator
+    from jax_inpaint.models.stylegan2 import Generator
     G16 = Generator(G.config, G.params, G.buffers, dtype=jnp.bfloat16)
     a, b = np.asarray(G.synthesis(v["ws_plus"])), np.asarray(G16.synthesis(v["ws_plus"]))
     assert np.isfinite(b).all()

@@ -17,7 +17,7 @@ from safetensors.numpy import load_file, save_file
 from convert_weights.vit import convert_classifier
 from jax_inpaint.cli import main
 from jax_inpaint.errors import InputError
-from jax_inpaint.vit import CELEBA_ATTRIBUTES, ClassifierConfig, load_classifier
+from jax_inpaint.models.vit import CELEBA_ATTRIBUTES, ClassifierConfig, load_classifier
 
 TOL = 1e-4
 

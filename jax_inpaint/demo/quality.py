@@ -89,9 +89,9 @@ def inpainting_vs_biharmonic(G, faces_u8: np.ndarray, hole: np.ndarray, *, seeds
     """Hole LPIPS (both images times the hole mask, as `jax-inpaint evaluate`'s lpips_hole) and hole PSNR
     of the demo inpainting (mean over seeds, then over faces) and of biharmonic inpainting.
     Returns {'gan': {...}, 'biharmonic': {...}, 'gan_wins': fraction of faces with lower hole LPIPS}."""
-    from jax_inpaint.baselines import biharmonic
-    from jax_inpaint.inpaint import inpaint
-    from jax_inpaint.metrics import masked_psnr
+    from jax_inpaint.study.baselines import biharmonic
+    from jax_inpaint.inversion.inpainter import inpaint
+    from jax_inpaint.study.metrics import masked_psnr
 
     dist = jax.jit(lambda a, b: lpips_model.masked_input_distance(lpips_model.params, a, b,
                                                                     jnp.asarray(hole, jnp.float32)))
@@ -116,7 +116,7 @@ def attribute_control(G, classifier, faces_u8: np.ndarray, hole: np.ndarray, *, 
                       seeds: Sequence[int], progress: bool = False, **options) -> dict:
     """Inpaint each face with attribute = 1 and attribute = 0: the classifier's probability of it per
     face and seed, and the success rates (p > 0.5 for the target 1, p < 0.5 for 0)."""
-    from jax_inpaint.inpaint import inpaint
+    from jax_inpaint.inversion.inpainter import inpaint
 
     probs = {1: [], 0: []}
     for img in faces_u8:

@@ -28,7 +28,7 @@ def _demo_options() -> dict:
     """The `demo` preset (configs/demo.yaml): the options `jax-inpaint demo` adds to the defaults."""
     import yaml
 
-    from jax_inpaint.recipe import find_preset
+    from jax_inpaint.inversion.config import find_preset
 
     return dict(yaml.safe_load(find_preset("demo").read_text()))
 
@@ -65,9 +65,9 @@ def run_demo(out: str | os.PathLike, *, seeds: Sequence[int] = range(4), steps: 
     Returns {'grid': path, 'folders': {row: path}, 'smiling': {row: [p per seed]},
     'truth': {label: bool}, 'seconds': float}.
     """
-    from jax_inpaint.inpaint import inpaint, masked_preview, save_result
-    from jax_inpaint.stylegan2 import load_generator
-    from jax_inpaint.vit import load_classifier
+    from jax_inpaint.inversion.inpainter import inpaint, masked_preview, save_result
+    from jax_inpaint.models.stylegan2 import load_generator
+    from jax_inpaint.models.vit import load_classifier
 
     t0 = time.time()
     out = os.fspath(out)

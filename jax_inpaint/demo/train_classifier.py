@@ -1,6 +1,6 @@
 """Training the demo attribute classifier (`--classifier demo-faces`): a tiny ViT on the renderer's labels.
 
-The model is our `jax_inpaint.vit.ViTModule` (Hugging Face ViTForImageClassification layout), so the
+The model is our `jax_inpaint.models.vit.ViTModule` (Hugging Face ViTForImageClassification layout), so the
 trained weights load with `load_classifier` like a converted checkpoint. Labels are the renderer's
 ATTRIBUTES; the loss is the mean binary cross-entropy over them. Training images get random left-right
 flips, shifts of up to one pixel, a random blur (the generator's faces are softer than the renders) and
@@ -18,10 +18,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jax_inpaint import checkpoint
+from jax_inpaint.models import folders as checkpoint
 from jax_inpaint.errors import InputError
-from jax_inpaint.transformer import EncoderConfig, ImagePreprocess
-from jax_inpaint.vit import KIND, Classifier, ClassifierConfig, ViTModule, init_params
+from jax_inpaint.models.transformer import EncoderConfig, ImagePreprocess
+from jax_inpaint.models.vit import KIND, Classifier, ClassifierConfig, ViTModule, init_params
 
 Array = jax.Array
 
@@ -114,7 +114,7 @@ def attribute_accuracy(classifier: Classifier, images_u8: np.ndarray, labels: np
 
 def predict(classifier: Classifier, images_u8: np.ndarray, batch: int = 500) -> np.ndarray:
     """Attribute probabilities [N, L] of uint8 images [N,H,W,3]."""
-    from jax_inpaint.inpaint import cached_jit
+    from jax_inpaint.inversion.inpainter import cached_jit
 
     fn = cached_jit(("probs", classifier.config), classifier.probs)   # the one inpaint's metrics use
     out = [np.asarray(fn(classifier.params, jnp.asarray(images_u8[i:i + batch], jnp.float32) / 127.5 - 1.0))

@@ -37,9 +37,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jax_inpaint import checkpoint, images
+from jax_inpaint import images
+from jax_inpaint.models import folders as checkpoint
 from jax_inpaint.errors import InputError
-from jax_inpaint.stylegan2 import (KIND, DiscriminatorConfig, DiscriminatorModule, GeneratorConfig,
+from jax_inpaint.models.stylegan2 import (KIND, DiscriminatorConfig, DiscriminatorModule, GeneratorConfig,
                                    GeneratorModule)
 
 Array = jax.Array

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jax_inpaint import ops
+from jax_inpaint.models import ops
 from jax_inpaint.errors import InputError
 
 Array = jax.Array
@@ -62,7 +62,7 @@ MAX_RESOLUTION = 8192  # a config asking for more is refused (hostile model.json
 def _check_small(cfg, what: str) -> None:
     """What is built from these values, not only traced: the FIR filter (outer product), the layers."""
     if not 1 <= len(cfg.resample_filter) <= 16 or cfg.mapping_layers > 256 or getattr(cfg, "kernel_size", 3) > 64:
-        from jax_inpaint.checkpoint import ModelFolderError
+        from jax_inpaint.models.folders import ModelFolderError
         raise ModelFolderError(f"{what}: resample_filter must have 1 to 16 taps, mapping_layers at most 256 and "
                                "kernel_size at most 64 (a hostile or corrupt config?)")
 
@@ -155,7 +155,7 @@ class GeneratorConfig:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], what: str = "generator config") -> "GeneratorConfig":
         """From `to_dict`'s JSON (model.json), every field's type checked: one-line InputError."""
-        from jax_inpaint.checkpoint import ModelFolderError, parse_config
+        from jax_inpaint.models.folders import ModelFolderError, parse_config
 
         cfg = parse_config(cls, d, what)
         if min(cfg.z_dim, cfg.w_dim, cfg.img_channels, cfg.mapping_layers, cfg.kernel_size, *cfg.channels) < 1:
@@ -244,7 +244,7 @@ class DiscriminatorConfig:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], what: str = "discriminator config") -> "DiscriminatorConfig":
         """From `to_dict`'s JSON (model.json), every field's type checked: one-line InputError."""
-        from jax_inpaint.checkpoint import ModelFolderError, parse_config
+        from jax_inpaint.models.folders import ModelFolderError, parse_config
 
         cfg = parse_config(cls, d, what)
         log2 = math.log2(cfg.img_resolution) if cfg.img_resolution > 0 else 0.5
@@ -749,7 +749,8 @@ def _shape(*shape) -> jax.ShapeDtypeStruct:
 
 def load_generator(folder, *, dtype=jnp.float32) -> Generator:
     """Load the generator of a model folder written by `jax-inpaint convert stylegan2`."""
-    from jax_inpaint import checkpoint, assets
+    from jax_inpaint.models import folders as checkpoint
+    from jax_inpaint.models import shipped as assets
 
     folder = assets.resolve_model(folder, "generator")
     meta = checkpoint.read_model_meta(folder, KIND)
@@ -764,7 +765,8 @@ def load_generator(folder, *, dtype=jnp.float32) -> Generator:
 
 def load_discriminator(folder) -> Discriminator:
     """Load the discriminator of a model folder (present when the source checkpoint had one)."""
-    from jax_inpaint import checkpoint, assets
+    from jax_inpaint.models import folders as checkpoint
+    from jax_inpaint.models import shipped as assets
 
     folder = assets.resolve_model(folder, "generator")
     meta = checkpoint.read_model_meta(folder, KIND)
@@ -776,3 +778,25 @@ def load_discriminator(folder) -> Discriminator:
     c = _shape(1, cfg.c_dim) if cfg.c_dim else None
     tree = checkpoint.read_tree(folder, "D", _expected_variables(DiscriminatorModule(cfg), (img, c)))
     return Discriminator(cfg, tree["params"])
+
+
+# ---------------------------------------------------------------------------------------------
+# Inputs of the mapping network.
+
+def seed_z(seeds: Sequence[int], z_dim: int) -> np.ndarray:
+    """z for each seed exactly as NVIDIA's generate.py draws it: RandomState(seed).randn(1, z_dim)."""
+    return np.stack([np.random.RandomState(s).randn(z_dim) for s in seeds]).astype(np.float32)
+
+
+def class_vector(G: Generator, class_idx: int | None, n: int) -> np.ndarray | None:
+    if G.c_dim == 0:
+        if class_idx is not None:
+            raise InputError("--class given, but the generator is not conditional")
+        return None
+    if class_idx is None:
+        raise InputError(f"the generator is conditional: choose a class with --class (0..{G.c_dim - 1})")
+    if not 0 <= class_idx < G.c_dim:
+        raise InputError(f"--class must be in 0..{G.c_dim - 1}, got {class_idx}")
+    c = np.zeros((n, G.c_dim), np.float32)
+    c[:, class_idx] = 1
+    return c

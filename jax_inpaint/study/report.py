@@ -2,7 +2,7 @@
 
 `write_report(out, rows, meta, tiles=)` writes into the evaluation folder `out`:
 
-  results.csv, results.json   every row (one per case and method; schema in jax_inpaint.evaluate)
+  results.csv, results.json   every row (one per case and method; schema in jax_inpaint.study.evaluate)
   summary.csv                 per family, ratio and series: mean, standard deviation over the targets, count
   plots/<metric>.png          hole PSNR, hole SSIM, hole LPIPS, LPIPS against the hole ratio, one panel per
                               family: the GAN's best of K and mean of K beside each baseline (bands: +- 1 std)
@@ -34,7 +34,7 @@ import numpy as np
 
 from jax_inpaint import files as fileio
 from jax_inpaint import images as imio
-from jax_inpaint.evaluate import COLUMNS, HIGHER_IS_BETTER, METRICS, picture_tiles, write_json
+from jax_inpaint.study.evaluate import COLUMNS, HIGHER_IS_BETTER, METRICS, picture_tiles, write_json
 
 LABELS = {"psnr_hole": "hole PSNR (dB)", "ssim_hole": "hole SSIM", "lpips_hole": "hole LPIPS",
           "lpips": "LPIPS (whole image)", "psnr_known": "known-region PSNR (dB)", "diversity": "diversity (LPIPS)",

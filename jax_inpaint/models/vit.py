@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from jax_inpaint.errors import InputError
-from jax_inpaint.transformer import EncoderConfig, Encoder, ImagePreprocess, VisionEmbeddings, layer_norm, preprocess
+from jax_inpaint.models.transformer import EncoderConfig, Encoder, ImagePreprocess, VisionEmbeddings, layer_norm, preprocess
 
 Array = jax.Array
 KIND = "classifier"
@@ -56,8 +56,8 @@ class ClassifierConfig:
     def from_dict(cls, d: Mapping[str, Any], what: str = "classifier config") -> "ClassifierConfig":
         """From `to_dict`'s JSON (model.json), every field's type checked (nested configs too): one-line
         InputError. `validate` checks the values."""
-        from jax_inpaint.checkpoint import parse_config
-        from jax_inpaint.transformer import check_image_config
+        from jax_inpaint.models.folders import parse_config
+        from jax_inpaint.models.transformer import check_image_config
 
         cfg = parse_config(cls, d, what)
         check_image_config(cfg.image_size, cfg.patch_size, cfg.num_channels, cfg.preprocess, what)
@@ -152,7 +152,8 @@ def expected_params(config: ClassifierConfig) -> dict:
 
 def load_classifier(folder) -> Classifier:
     """Load a model folder written by `jax-inpaint convert classifier` (or a shipped model name)."""
-    from jax_inpaint import assets, checkpoint
+    from jax_inpaint.models import shipped as assets
+    from jax_inpaint.models import folders as checkpoint
 
     folder = assets.resolve_model(folder, KIND)
     cfg, params = checkpoint.load_params_folder(

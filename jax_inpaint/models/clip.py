@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jax_inpaint.errors import InputError, notice
-from jax_inpaint.transformer import EncoderConfig, Encoder, ImagePreprocess, VisionEmbeddings, layer_norm, preprocess
+from jax_inpaint.models.transformer import EncoderConfig, Encoder, ImagePreprocess, VisionEmbeddings, layer_norm, preprocess
 
 Array = jax.Array
 KIND = "clip"
@@ -67,8 +67,8 @@ class CLIPConfig:
     def from_dict(cls, d: Mapping[str, Any], what: str = "CLIP config") -> "CLIPConfig":
         """From `to_dict`'s JSON (model.json), every field's type checked (nested configs too): one-line
         InputError. `validate` checks the values."""
-        from jax_inpaint.checkpoint import parse_config
-        from jax_inpaint.transformer import check_image_config
+        from jax_inpaint.models.folders import parse_config
+        from jax_inpaint.models.transformer import check_image_config
 
         cfg = parse_config(cls, d, what)
         check_image_config(cfg.vision.image_size, cfg.vision.patch_size, cfg.vision.num_channels, cfg.preprocess, what)
@@ -306,7 +306,8 @@ def expected_params(config: CLIPConfig) -> dict:
 
 def load_clip(folder) -> CLIP:
     """Load a model folder written by `jax-inpaint convert clip` (or a shipped model name)."""
-    from jax_inpaint import assets, checkpoint
+    from jax_inpaint.models import shipped as assets
+    from jax_inpaint.models import folders as checkpoint
 
     folder = assets.resolve_model(folder, KIND)
     cfg, params = checkpoint.load_params_folder(

@@ -20,7 +20,8 @@ import yaml
 
 from jax_inpaint.errors import InputError
 
-CONFIG_DIRS = [pathlib.Path(__file__).resolve().parent.parent / "configs", pathlib.Path(__file__).parent / "configs"]
+# configs/ at the top of a checkout, or installed beside the package as jax_inpaint/configs
+CONFIG_DIRS = [pathlib.Path(__file__).resolve().parents[2] / "configs", pathlib.Path(__file__).resolve().parents[1] / "configs"]
 
 _CHOICES = {
     "space": ("w", "w+"),
@@ -36,7 +37,7 @@ _CHOICES = {
 # only when it is a whole number (`steps: 3.7` is refused, not run as 3); every number must be finite.
 MAX_STEPS = 1_000_000  # the loss history alone is steps x seeds x terms floats
 MAX_CHUNK = 10_000  # a chunk runs all its steps (past `steps` too): a huge one would never end
-LPIPS_MIN_SIZE = 16  # VGG16 pools four times: smaller images leave its last layer empty (LPIPS = nan)
+LPIPS_MIN_SIZE = 16  # = models.lpips.MIN_SIZE (asserted by tests/test_lpips.py; this module stays jax-free)
 _INTS = {"steps", "lpips_resize", "chunk", "batch"}
 # name -> (lowest, lowest allowed?, highest, highest allowed?)
 _RANGES: dict[str, tuple[float, bool, float, bool]] = {
@@ -342,7 +343,7 @@ def write_defaults_yaml(path: str | os.PathLike) -> None:
     """Write the defaults as YAML, with each option's help as a comment (configs/default.yaml)."""
     helps = field_help()
     lines = ["# The default inpainting recipe (the original study's): generated from",
-             "# jax_inpaint.recipe.InpaintConfig by `python -m jax_inpaint.recipe`; do not edit by hand.", ""]
+             "# jax_inpaint.inversion.config.InpaintConfig by `python -m jax_inpaint.inversion.config`; do not edit by hand.", ""]
     for k, v in defaults().items():
         lines.append(f"# {helps.get(k, '')}")
         lines.append(yaml.safe_dump({k: v}, default_flow_style=False).strip())

@@ -26,8 +26,8 @@ import numpy as np
 import optax
 
 from jax_inpaint.errors import InputError
-from jax_inpaint.objective import Objective, normalize_noise
-from jax_inpaint.recipe import InpaintConfig
+from jax_inpaint.inversion.objective import Objective, normalize_noise
+from jax_inpaint.inversion.config import InpaintConfig
 
 Array = jax.Array
 

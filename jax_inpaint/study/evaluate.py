@@ -17,7 +17,7 @@ masks are nested as the ratio grows.
 
 Methods, on exactly the same target and mask: 'gan' = `inpaint()` with the K seeds and the given options
 (the same K and options for every case, so the search compiles once); the baselines 'mean' (mean-colour
-fill), 'biharmonic' (scikit-image) and 'telea' (OpenCV, only when installed) of `jax_inpaint.baselines`.
+fill), 'biharmonic' (scikit-image) and 'telea' (OpenCV, only when installed) of `jax_inpaint.study.baselines`.
 
 Metrics (`METRICS`; images clipped to [-1, 1], as a saved picture shows them; PSNR with data range 2):
   psnr_hole   PSNR over the hole pixels (metrics.masked_psnr)                           higher = better
@@ -45,7 +45,7 @@ The output folder
   cases/<case>.png      its picture: ground truth, masked input, K completions, baselines
   results.csv, .json    one row per (case, method): the columns of `COLUMNS` (+ constraint_success_rate)
   summary.csv           mean and standard deviation over the targets per (family, ratio, method)
-  plots/*.png, samples/<family>.png, report.html   (see jax_inpaint.report)
+  plots/*.png, samples/<family>.png, report.html   (see jax_inpaint.study.report)
 results.csv has exactly one 'gan' row per case. Its columns: case, target, family, ratio (the requested
 one), hole_ratio (the mask's), bucket, method, k (completions: K, or fewer when a seed diverged; 1 for a
 baseline), the metrics above, seconds, grid (the case picture, relative to the folder). A value a method
@@ -84,7 +84,7 @@ from jax_inpaint.errors import InputError
 
 DEFAULT_FAMILIES = ("center", "strokes-medium", "half", "lines")
 DEFAULT_RATIOS = (0.1, 0.3, 0.5, 0.7)
-# Baseline names of this study -> names in jax_inpaint.baselines.
+# Baseline names of this study -> names in jax_inpaint.study.baselines.
 BASELINES = {"mean": "mean_fill", "biharmonic": "biharmonic", "telea": "telea"}
 METRICS = ("psnr_hole", "ssim_hole", "lpips_hole", "lpips")
 HIGHER_IS_BETTER = {"psnr_hole": True, "ssim_hole": True, "lpips_hole": False, "lpips": False,
@@ -168,7 +168,7 @@ def gan_targets(G, n: int, *, truncation_psi: float = 0.7, class_idx: int | None
                 batch: int = 8) -> list[Target]:
     """n in-domain targets G(mapping(z_i, psi)), i = 0..n-1, z_i as `generate --seeds i` draws it, with
     the checkpoint's constant noise; float [R, R, 3], not quantised or clipped."""
-    from jax_inpaint.generate import class_vector, seed_z
+    from jax_inpaint.models.stylegan2 import class_vector, seed_z
 
     if n < 1:
         raise InputError(f"--gan-samples must be at least 1, got {n}")
@@ -251,7 +251,7 @@ def plan_cases(targets: Sequence[Target], families: Sequence[str], ratios: Seque
 
 def resolve_baselines(baselines: Sequence[str] | str | None) -> tuple[list[str], list[str]]:
     """None / 'auto': every available baseline; else the named ones (an unavailable one is an error)."""
-    from jax_inpaint.baselines import available_baselines
+    from jax_inpaint.study.baselines import available_baselines
 
     avail = [b for b, impl in BASELINES.items() if impl in available_baselines()]
     if baselines is None or baselines == "auto":
@@ -398,7 +398,7 @@ class Scorer:
 
     def __call__(self, preds: np.ndarray, gt: np.ndarray, hole: np.ndarray) -> dict[str, np.ndarray]:
         """preds [M,R,R,3], gt [R,R,3], hole [R,R] -> {metric: [M]} (everything clipped to [-1, 1])."""
-        from jax_inpaint import metrics
+        from jax_inpaint.study import metrics
 
         preds = np.clip(preds, -1.0, 1.0).astype(np.float32)
         gt = np.clip(gt, -1.0, 1.0).astype(np.float32)
@@ -430,7 +430,7 @@ def case_picture(case: Case, completions: np.ndarray, seeds: Sequence[int], fill
     """One row: ground truth, masked input, the K completions, the baselines, captioned with the hole PSNR.
     Returns the picture (uint8) and one entry per tile: {'label', 'method', and for the fills 'psnr_hole',
     'ssim_hole', 'lpips_hole'}."""
-    from jax_inpaint.inpaint import masked_preview
+    from jax_inpaint.inversion.inpainter import masked_preview
 
     size = _tile_size(case.target.image.shape[0])
     tiles = [imio.display_tile(case.target.image, size),
@@ -455,9 +455,9 @@ def picture_tiles(picture: np.ndarray, n: int) -> list[np.ndarray]:
 def run_case(case: Case, *, G, seeds: Sequence[int], cfg, baselines: Sequence[str], scorer: Scorer,
              inpaint_kw: Mapping[str, Any]) -> tuple[list[dict], np.ndarray]:
     """Inpaint one case K ways and fill it with each baseline -> (rows, case picture, its tiles' captions)."""
-    from jax_inpaint import inpaint as inpaint_mod
-    from jax_inpaint import metrics
-    from jax_inpaint.baselines import run_baseline
+    from jax_inpaint.inversion import inpainter as inpaint_mod
+    from jax_inpaint.study import metrics
+    from jax_inpaint.study.baselines import run_baseline
 
     t0 = time.perf_counter()
     res = inpaint_mod.inpaint(case.target.image, case.hole, G, seeds=seeds, config=cfg, progress=False,
@@ -525,8 +525,8 @@ def evaluate(generator, out: str | os.PathLike, *, images: str | os.PathLike | S
     """
     from tqdm.auto import tqdm
 
-    from jax_inpaint.recipe import InpaintConfig, load_config
-    from jax_inpaint.stylegan2 import load_discriminator, load_generator
+    from jax_inpaint.inversion.config import InpaintConfig, load_config
+    from jax_inpaint.models.stylegan2 import load_discriminator, load_generator
 
     out = os.fspath(out)
     if (images is None) == (gan_samples is None):
@@ -558,7 +558,7 @@ def evaluate(generator, out: str | os.PathLike, *, images: str | os.PathLike | S
         clip = None if clip is None else _load(clip, _loader("clip", "load_clip"))
         classifier = None if classifier is None else _load(classifier, _loader("vit", "load_classifier"))
         if lpips_model is None:
-            from jax_inpaint.lpips import load_lpips
+            from jax_inpaint.models.lpips import load_lpips
             lpips_model = load_lpips()
 
         if images is not None:
@@ -579,7 +579,7 @@ def evaluate(generator, out: str | os.PathLike, *, images: str | os.PathLike | S
             "discriminator": _model_id(D), "targets": target_spec, "mask_seed": int(mask_seed),
             "baselines": baselines, "lpips": _model_id(lpips_model), "format_version": FORMAT_VERSION,
         }
-        from jax_inpaint.inpaint import build_objective
+        from jax_inpaint.inversion.inpainter import build_objective
         build_objective(G, cfg, prompts=prompt_list or None, attributes=dict(attributes or {}) or None,
                         clip=clip, classifier=classifier, discriminator=D, lpips_model=lpips_model,
                         class_idx=class_idx)  # what inpaint() builds for every case: validates the options
@@ -608,7 +608,7 @@ def evaluate(generator, out: str | os.PathLike, *, images: str | os.PathLike | S
         finally:
             bar.close()
 
-    from jax_inpaint.report import summarise, verdict, write_report
+    from jax_inpaint.study.report import summarise, verdict, write_report
 
     rows = [r for c in cases for r in records[c.id]["rows"]]
     tiles = {c.id: records[c.id].get("tiles", []) for c in cases}

@@ -13,9 +13,9 @@ from PIL import Image
 
 from jax_inpaint import files, images
 from jax_inpaint.errors import InputError
-from jax_inpaint.objective import Constraints, Models, Objective
-from jax_inpaint.recipe import InpaintConfig, check_seeds, load_config
-from jax_inpaint.search import SearchResult, batches, fit_search, w_statistics
+from jax_inpaint.inversion.objective import Constraints, Models, Objective
+from jax_inpaint.inversion.config import InpaintConfig, check_seeds, load_config
+from jax_inpaint.inversion.search import SearchResult, batches, fit_search, w_statistics
 
 
 # ---------------------------------------------------------------------------------------------
@@ -268,13 +268,13 @@ def build_objective(generator, cfg: InpaintConfig, *, prompts=None, attributes=N
 
     LPIPS is loaded even when the search does not use it: the metrics (known-region LPIPS, diversity) do.
     """
-    from jax_inpaint.stylegan2 import load_discriminator, load_generator
+    from jax_inpaint.models.stylegan2 import load_discriminator, load_generator
 
     G = _load(generator, load_generator)
     constraints = Constraints.make(attributes, prompts)
     c = None
     if G.c_dim:
-        from jax_inpaint.generate import class_vector
+        from jax_inpaint.models.stylegan2 import class_vector
         c = class_vector(G, class_idx, 1)[0]
     elif class_idx is not None:
         raise InputError("--class given, but the generator is not conditional")
@@ -287,7 +287,7 @@ def build_objective(generator, cfg: InpaintConfig, *, prompts=None, attributes=N
             raise InputError("the realism term needs the discriminator: pass discriminator=")
         discriminator = generator  # the converted folder holds D beside G
     if lpips_model is None:
-        from jax_inpaint.lpips import load_lpips
+        from jax_inpaint.models.lpips import load_lpips
         lpips_model = load_lpips()
     models = Models(G=G, lpips=lpips_model,
                     clip=None if clip is None else _load(clip, _loader("clip", "load_clip")),
@@ -345,7 +345,7 @@ def host_bytes_per_seed(G, cfg: InpaintConfig) -> int:
 def check_host_memory(num_seeds: int, G, cfg: InpaintConfig) -> int:
     """The host bytes the outputs of `num_seeds` seeds will take; a one-line InputError (before any
     compiling) when that is more than HOST_FRACTION of the host's available memory."""
-    from jax_inpaint.search import _gb, host_available_memory
+    from jax_inpaint.inversion.search import _gb, host_available_memory
 
     per_seed = host_bytes_per_seed(G, cfg)
     need = num_seeds * per_seed
@@ -531,7 +531,7 @@ def parse_attributes(specs: Sequence[str]) -> dict[str, float]:
     """['Smiling=1', 'Eyeglasses=0'] -> {'Smiling': 1.0, 'Eyeglasses': 0.0}.
 
     P must be a probability in [0, 1]; a name given twice must ask for the same P (recipe.check_attributes)."""
-    from jax_inpaint.recipe import check_attributes
+    from jax_inpaint.inversion.config import check_attributes
 
     pairs = []
     for spec in specs:

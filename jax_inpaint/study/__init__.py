@@ -1,0 +1,1 @@
+"""Robustness analysis: metrics, classical baselines, the evaluation and its report."""
