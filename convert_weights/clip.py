@@ -25,8 +25,8 @@ from typing import Mapping
 
 import numpy as np
 
-from convert_weights import hf
-from convert_weights.hf import CONV, DENSE, SAME, chunk
+from convert_weights import hf, names
+from convert_weights.names import CONV, DENSE, SAME, NameTable, chunk
 from jax_inpaint.models import folders as checkpoint
 from jax_inpaint.models.clip import (KIND, OPENAI_MEAN, OPENAI_STD, TOKENIZER_DIR, CLIPConfig, CLIPTextConfig,
                               CLIPVisionConfig, expected_params, load_tokenizer)
@@ -45,13 +45,13 @@ TEXT_DEFAULTS = dict(vocab_size=49408, hidden_size=512, intermediate_size=2048, 
 
 
 # ---------------------------------------------------------------------------------------------
-# Name tables (ours -> source).
+# Name tables (ours -> source), applied by `convert_weights.names`.
 
 def _ln(ours: str, src: str) -> list:
     return [(rf"{ours}\.scale", f"{src}.weight", SAME), (rf"{ours}\.bias", f"{src}.bias", SAME)]
 
 
-HF_RULES = [
+HF_TABLE = NameTable.of([
     (r"logit_scale", "logit_scale", SAME),
     (r"(visual|text)_projection\.kernel", r"\1_projection.weight", DENSE),
     (r"vision_model\.embeddings\.patch_embedding\.kernel", "vision_model.embeddings.patch_embedding.weight", CONV),
@@ -64,8 +64,7 @@ HF_RULES = [
     (r"(\w+)\.encoder\.layers_(\d+)\.(.+)\.bias", r"\1.encoder.layers.\2.\3.bias", SAME),
     (r"(\w+)\.(pre_layrnorm|post_layernorm|final_layer_norm)\.scale", r"\1.\2.weight", SAME),
     (r"(\w+)\.(pre_layrnorm|post_layernorm|final_layer_norm)\.bias", r"\1.\2.bias", SAME),
-]
-HF_IGNORE = {r"(vision|text)_model\.embeddings\.position_ids": hf.arange_buffer}
+], ignore={r"(vision|text)_model\.embeddings\.position_ids": names.arange_buffer})
 
 
 def _openai_block_rules(ours: str, src: str) -> list:
@@ -79,7 +78,7 @@ def _openai_block_rules(ours: str, src: str) -> list:
     return rules
 
 
-OPENAI_RULES = [
+OPENAI_TABLE = NameTable.of([
     (r"logit_scale", "logit_scale", SAME),
     (r"visual_projection\.kernel", "visual.proj", SAME),  # stored [in, out] already
     (r"text_projection\.kernel", "text_projection", SAME),
@@ -93,9 +92,8 @@ OPENAI_RULES = [
     *_ln(r"text_model\.final_layer_norm", "ln_final"),
     *_openai_block_rules(r"vision_model\.encoder\.layers_(\d+)", r"visual.transformer.resblocks.\1"),
     *_openai_block_rules(r"text_model\.encoder\.layers_(\d+)", r"transformer.resblocks.\1"),
-]
-# Scalars OpenAI's JIT state dicts carry (build_model deletes them): metadata, not weights.
-OPENAI_IGNORE = {r"input_resolution|context_length|vocab_size": lambda name, value: None}
+    # Scalars OpenAI's JIT state dicts carry (build_model deletes them): metadata, not weights.
+], ignore={r"input_resolution|context_length|vocab_size": names.no_check})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -235,8 +233,8 @@ def config_from_openai(state: Mapping[str, np.ndarray], preprocessor: Mapping | 
 
 def params_from_state(cfg: CLIPConfig, state: Mapping[str, np.ndarray], naming: str, what: str) -> dict:
     """Source tensors -> our nested params (strict: every tensor used, every parameter filled)."""
-    rules, ignore = (HF_RULES, HF_IGNORE) if naming == "hf" else (OPENAI_RULES, OPENAI_IGNORE)
-    flat = hf.convert_state(state, hf.expected_shapes(expected_params(cfg)), rules, what, ignore)
+    table = HF_TABLE if naming == "hf" else OPENAI_TABLE
+    flat = names.convert(state, names.expected_shapes(expected_params(cfg)), table, what)
     return checkpoint.unflatten(flat)
 
 

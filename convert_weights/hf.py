@@ -1,21 +1,12 @@
-"""Shared pieces of the transformer converters: reading Hugging Face folders, name tables, folders out.
-
-A conversion table goes from OUR parameter names to the source's: each rule is
-``(our name regex, source name template(s), transform)``. For every parameter the architecture
-expects, the first matching rule names the source tensor (the first template present, when a
-layout has several spellings); its shape is checked against what the transform needs, then it is
-transformed. Every source tensor must be used (or be on the short ignore list of the converter),
-and every parameter filled; otherwise one InputError lists every missing, unused and mis-shaped
-tensor by its SOURCE name.
+"""Shared pieces of the transformer converters: reading Hugging Face folders and state-dict files,
+writing model folders with extra files. (Tensor names are mapped by `convert_weights.names`.)
 """
 from __future__ import annotations
 
-import dataclasses
 import os
-import re
 import shutil
 import tempfile
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import Iterable, Mapping
 
 import numpy as np
 
@@ -24,106 +15,6 @@ from jax_inpaint.errors import InputError
 
 CONFIG_FILE = "config.json"
 PREPROCESSOR_FILE = "preprocessor_config.json"
-
-
-# ---------------------------------------------------------------------------------------------
-# Transforms: source layout -> ours, and the source shape a given parameter shape needs.
-
-@dataclasses.dataclass(frozen=True)
-class Transform:
-    name: str
-    apply: Callable[[np.ndarray], np.ndarray]
-    source_shape: Callable[[tuple], tuple]
-
-
-SAME = Transform("same", lambda a: a, lambda s: tuple(s))
-DENSE = Transform("transpose", lambda a: a.T, lambda s: tuple(reversed(s)))  # torch Linear [out, in] -> [in, out]
-CONV = Transform("OIHW->HWIO", lambda a: a.transpose(2, 3, 1, 0), lambda s: (s[3], s[2], s[0], s[1]))
-
-
-def squeeze_leading(k: int) -> Transform:
-    """[1, ..., 1, *shape] -> shape (e.g. ViT's cls_token [1, 1, D] -> [D])."""
-    return Transform(f"squeeze{k}", lambda a: a.reshape(a.shape[k:]), lambda s: (1,) * k + tuple(s))
-
-
-def chunk(i: int, n: int, inner: Transform = SAME) -> Transform:
-    """Part i of n along axis 0, then `inner` (OpenAI's fused in_proj_weight [3D, D] -> q, k, v)."""
-    def apply(a):
-        size = a.shape[0] // n
-        return inner.apply(a[i * size:(i + 1) * size])
-
-    def source_shape(s):
-        part = inner.source_shape(s)
-        return (part[0] * n,) + tuple(part[1:])
-
-    return Transform(f"chunk{i}/{n}+{inner.name}", apply, source_shape)
-
-
-Rule = tuple  # (our name regex, str | tuple[str, ...] source template(s), Transform)
-
-
-def convert_state(state: Mapping[str, np.ndarray], expected: Mapping[str, tuple], rules: Sequence[Rule], what: str,
-                  ignore: Mapping[str, Callable[[str, np.ndarray], str | None]] | None = None) -> dict[str, np.ndarray]:
-    """Fill every expected parameter {our.dotted.name: shape} from `state` through `rules`.
-
-    ignore: {source name regex: check(name, array) -> None if fine, else a complaint}: tensors the
-    architecture does not use (buffers such as position_ids), accepted only if their check passes.
-    Returns {our name: float32 array}; raises InputError listing every problem.
-    """
-    out: dict[str, np.ndarray] = {}
-    used: set[str] = set()
-    missing, wrong = [], []
-    for name, shape in expected.items():
-        for pattern, templates, transform in rules:
-            m = re.fullmatch(pattern, name)
-            if m:
-                break
-        else:
-            raise RuntimeError(f"{what}: no conversion rule for parameter {name}")  # a bug of the table, not input
-        candidates = [m.expand(t) for t in ((templates,) if isinstance(templates, str) else templates)]
-        src = next((c for c in candidates if c in state), None)
-        if src is None:
-            missing.append(candidates[0] + (f" (or {', '.join(candidates[1:])})" if len(candidates) > 1 else ""))
-            continue
-        value = np.asarray(state[src])
-        want = transform.source_shape(tuple(shape))
-        used.add(src)
-        if value.shape != want:
-            wrong.append(f"{src}: shape {value.shape}, expected {want}")
-            continue
-        out[name] = np.array(transform.apply(value), dtype=np.float32, order="C")  # (0-d stays 0-d)
-    unused, bad_ignored = [], []
-    for src in sorted(set(state) - used):
-        check = next((fn for p, fn in (ignore or {}).items() if re.fullmatch(p, src)), None)
-        if check is None:
-            unused.append(src)
-        elif (complaint := check(src, np.asarray(state[src]))) is not None:
-            bad_ignored.append(f"{src}: {complaint}")
-    if missing or wrong or unused or bad_ignored:
-        lines = [f"{what}: the tensors do not match the architecture its config describes"]
-        if missing:
-            lines.append(f"  missing tensors ({len(missing)}): " + ", ".join(missing))
-        if wrong:
-            lines.append(f"  wrong shape ({len(wrong)}): " + "; ".join(wrong))
-        if unused:
-            lines.append(f"  unexpected tensors ({len(unused)}): " + ", ".join(unused))
-        if bad_ignored:
-            lines.append("  bad buffers: " + "; ".join(bad_ignored))
-        raise InputError(lines[0] + ": " + "; ".join(line.strip() for line in lines[1:]))
-    return out
-
-
-def expected_shapes(tree) -> dict[str, tuple]:
-    """Nested dict of arrays / ShapeDtypeStructs -> {'a.b.c': shape}."""
-    return {k: tuple(v.shape) for k, v in checkpoint.flatten(tree).items()}
-
-
-def arange_buffer(name: str, value: np.ndarray) -> str | None:
-    """Check for HF's position_ids buffers: [1, L] (or [L]) equal to 0 .. L-1."""
-    flat = value.reshape(-1)
-    if value.ndim in (1, 2) and np.array_equal(flat, np.arange(flat.size)):
-        return None
-    return f"expected 0, 1, ..., {flat.size - 1}"
 
 
 # ---------------------------------------------------------------------------------------------

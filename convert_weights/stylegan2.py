@@ -4,9 +4,11 @@ Sources: NVIDIA training pickles (stylegan2-ada-pytorch, or stylegan3's StyleGAN
 without running their embedded code; rosinality `.pt` files (train.py or convert_weight.py layout);
 NVIDIA-named state dicts (.npz, .safetensors, torch files) with their constructor kwargs as JSON.
 
-Conversion is two tables of name patterns: rosinality -> NVIDIA names, and NVIDIA names -> our Flax
-tree (with the transpose each needs). Every source tensor must be matched and every parameter of the
-architecture filled, or the conversion fails with an error that lists the gaps.
+Conversion is one name table per layout (NVIDIA G and D, rosinality G and D), from our Flax
+parameter names to the source's, applied by `convert_weights.names` (the engine every converter
+uses): every parameter of the architecture must be filled and every source tensor used (the
+constant resampling filters are checked, not stored), or the conversion fails with one error that
+lists the gaps by their source names.
 """
 from __future__ import annotations
 
@@ -14,13 +16,14 @@ import json
 import math
 import os
 import re
-from typing import Callable, Mapping
+from typing import Mapping
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from convert_weights import pickle_reader
+from convert_weights import names, pickle_reader
+from convert_weights.names import CHW, CONV, DENSE, RESHAPE, SAME, NameTable, squeeze_leading
 from jax_inpaint.models import folders as checkpoint
 from jax_inpaint.models.folders import _brief
 from jax_inpaint.errors import InputError
@@ -28,89 +31,116 @@ from jax_inpaint.models.stylegan2 import (DiscriminatorConfig, DiscriminatorModu
                                    MappingNetwork)
 
 KIND = "stylegan2"
+W_AVG = "buffers.w_avg"  # may be absent from a source: then latent_avg or an estimate fills it
 
 # ---------------------------------------------------------------------------------------------
-# Transforms (source layout -> ours).
+# Name tables (ours -> source). Our names: 'params.<path>' or 'buffers.<path>' of the Flax variables.
 
-def _same(a):
-    return a
-
-
-def _dense(a):  # [out, in] -> [in, out]
-    return a.T
-
-
-def _conv(a):  # OIHW -> HWIO
-    return a.transpose(2, 3, 1, 0)
-
-
-def _chw(a):  # [C, H, W] -> [H, W, C]
-    return a.transpose(1, 2, 0)
-
-
-def _scalar(a):
-    return a.reshape(())
-
-
-_GENERATOR_TABLE: list[tuple[str, str | None, Callable]] = [
-    # (NVIDIA name pattern, our path template ('params/...' or 'buffers/...'), transform)
-    (r"mapping\.w_avg", "buffers/w_avg", _same),
-    (r"mapping\.(embed|fc\d+)\.weight", r"params/mapping/\1/weight", _dense),
-    (r"mapping\.(embed|fc\d+)\.bias", r"params/mapping/\1/bias", _same),
-    (r"synthesis\.(b\d+)\.const", r"params/synthesis/\1/const", _chw),
-    (r"synthesis\.(b\d+)\.(conv[01]|torgb)\.affine\.weight", r"params/synthesis/\1/\2/affine/weight", _dense),
-    (r"synthesis\.(b\d+)\.(conv[01]|torgb)\.affine\.bias", r"params/synthesis/\1/\2/affine/bias", _same),
-    (r"synthesis\.(b\d+)\.(conv[01]|torgb|skip)\.weight", r"params/synthesis/\1/\2/weight", _conv),
-    (r"synthesis\.(b\d+)\.(conv[01]|torgb)\.bias", r"params/synthesis/\1/\2/bias", _same),
-    (r"synthesis\.(b\d+)\.(conv[01])\.noise_strength", r"params/synthesis/\1/\2/noise_strength", _scalar),
-    (r"synthesis\.(b\d+)\.(conv[01])\.noise_const", r"buffers/synthesis/\1/\2/noise_const", _same),
-    (r"synthesis\.(.+\.)?resample_filter", None, _same),  # the constant [1,3,3,1] filter: checked, not stored
+_NVIDIA_G_RULES = [
+    (r"buffers\.w_avg", "mapping.w_avg", SAME),
+    (r"params\.mapping\.(embed|fc\d+)\.weight", r"mapping.\1.weight", DENSE),
+    (r"params\.mapping\.(embed|fc\d+)\.bias", r"mapping.\1.bias", SAME),
+    (r"params\.synthesis\.(b\d+)\.const", r"synthesis.\1.const", CHW),
+    (r"params\.synthesis\.(b\d+)\.(conv[01]|torgb)\.affine\.weight", r"synthesis.\1.\2.affine.weight", DENSE),
+    (r"params\.synthesis\.(b\d+)\.(conv[01]|torgb)\.affine\.bias", r"synthesis.\1.\2.affine.bias", SAME),
+    (r"params\.synthesis\.(b\d+)\.(conv[01]|torgb|skip)\.weight", r"synthesis.\1.\2.weight", CONV),
+    (r"params\.synthesis\.(b\d+)\.(conv[01]|torgb)\.bias", r"synthesis.\1.\2.bias", SAME),
+    (r"params\.synthesis\.(b\d+)\.(conv[01])\.noise_strength", r"synthesis.\1.\2.noise_strength", RESHAPE),
+    (r"buffers\.synthesis\.(b\d+)\.(conv[01])\.noise_const", r"synthesis.\1.\2.noise_const", SAME),
 ]
 
-_DISCRIMINATOR_TABLE: list[tuple[str, str | None, Callable]] = [
-    (r"(b\d+)\.(fromrgb|conv0|conv1|skip|conv)\.weight", r"params/\1/\2/weight", _conv),
-    (r"(b\d+)\.(fromrgb|conv0|conv1|conv)\.bias", r"params/\1/\2/bias", _same),
-    (r"b4\.(fc|out)\.weight", r"params/b4/\1/weight", _dense),
-    (r"b4\.(fc|out)\.bias", r"params/b4/\1/bias", _same),
-    (r"mapping\.(embed|fc\d+)\.weight", r"params/mapping/\1/weight", _dense),
-    (r"mapping\.(embed|fc\d+)\.bias", r"params/mapping/\1/bias", _same),
-    (r"(.+\.)?resample_filter", None, _same),
+_NVIDIA_D_RULES = [
+    (r"params\.(b\d+)\.(fromrgb|conv0|conv1|skip|conv)\.weight", r"\1.\2.weight", CONV),
+    (r"params\.(b\d+)\.(fromrgb|conv0|conv1|conv)\.bias", r"\1.\2.bias", SAME),
+    (r"params\.b4\.(fc|out)\.weight", r"b4.\1.weight", DENSE),
+    (r"params\.b4\.(fc|out)\.bias", r"b4.\1.bias", SAME),
+    (r"params\.mapping\.(embed|fc\d+)\.weight", r"mapping.\1.weight", DENSE),
+    (r"params\.mapping\.(embed|fc\d+)\.bias", r"mapping.\1.bias", SAME),
 ]
 
 
-def apply_table(state: Mapping[str, np.ndarray], table, what: str, resample_filter) -> dict[str, np.ndarray]:
-    """Map every entry of `state` through `table`; return {'params/a/b': array}. Raises on unmatched names."""
-    out: dict[str, np.ndarray] = {}
-    unmatched = []
-    f2d = np.outer(resample_filter, resample_filter)
-    f2d = f2d / f2d.sum()
-    for name, value in state.items():
-        for pattern, target, fn in table:
-            m = re.fullmatch(pattern, name)
-            if m:
-                break
-        else:
-            unmatched.append(name)
-            continue
-        value = np.asarray(value)
-        if target is None:
-            if value.shape != f2d.shape or not np.allclose(value, f2d, rtol=0, atol=1e-7):
-                raise InputError(f"{what}: {name} is not the {list(resample_filter)} filter the config names")
-            continue
-        out[m.expand(target)] = np.array(fn(value.astype(np.float32)), order="C")  # (keeps 0-d arrays 0-d)
-    if unmatched:
-        raise InputError(f"{what}: {len(unmatched)} tensors match no conversion rule: {', '.join(unmatched)}")
-    return out
+def nvidia_generator_table(cfg: GeneratorConfig) -> NameTable:
+    # the constant resampling filters: checked against the config's, not stored
+    return NameTable.of(_NVIDIA_G_RULES, ignore={r"synthesis\.(.+\.)?resample_filter":
+                                                 names.filter_buffer(cfg.resample_filter)})
 
 
-def _fill(module, init_args, converted: Mapping[str, np.ndarray], what: str) -> dict:
-    """Check converted arrays against the module's variables (names and shapes) and nest them.
-    init_args are shapes (jax.ShapeDtypeStruct): nothing the config asks for is allocated."""
+def nvidia_discriminator_table(cfg: DiscriminatorConfig) -> NameTable:
+    return NameTable.of(_NVIDIA_D_RULES, ignore={r"(.+\.)?resample_filter": names.filter_buffer(cfg.resample_filter)})
+
+
+# rosinality/stylegan2-pytorch: modules are numbered (convs.i, to_rgbs.i, noises.noise_j, style.i), so
+# the source names are computed from our resolutions. Its blur kernels (any scale) are checked, not stored.
+_ROSINALITY_BLUR = names.filter_buffer((1.0, 3.0, 3.0, 1.0), normalise=True, rtol=1e-5)
+
+
+def _log2(res: str) -> int:
+    return int(res).bit_length() - 1
+
+
+def _rosinality_layer(res: str, layer: str) -> str:
+    """Our synthesis layer b{res}.{layer} -> rosinality's module (b4: conv1, to_rgb1; then convs.i, to_rgbs.i)."""
+    if int(res) == 4:
+        return {"conv1": "conv1", "torgb": "to_rgb1"}.get(layer, f"b4.{layer}")
+    k = _log2(res) - 3
+    return f"to_rgbs.{k}" if layer == "torgb" else f"convs.{2 * k + int(layer[-1])}"
+
+
+def _rosinality_noise(m: re.Match) -> str:
+    res, conv = m[1], int(m[2])
+    return "noises.noise_0" if int(res) == 4 else f"noises.noise_{2 * (_log2(res) - 2) + conv - 1}"
+
+
+def _in_layer(suffix: str):
+    return lambda m: f"{_rosinality_layer(m[1], m[2])}.{suffix}"
+
+
+_SYNTHESIS = r"params\.synthesis\.b(\d+)\.(conv[01]|torgb)"
+ROSINALITY_G_TABLE = NameTable.of([
+    (r"params\.mapping\.fc(\d+)\.weight", lambda m: f"style.{int(m[1]) + 1}.weight", DENSE),  # style.0: PixelNorm
+    (r"params\.mapping\.fc(\d+)\.bias", lambda m: f"style.{int(m[1]) + 1}.bias", SAME),
+    (r"params\.synthesis\.b4\.const", "input.input", squeeze_leading(1).then(CHW)),
+    (r"buffers\.synthesis\.b(\d+)\.conv([01])\.noise_const", _rosinality_noise, squeeze_leading(2)),
+    (rf"{_SYNTHESIS}\.weight", _in_layer("conv.weight"), squeeze_leading(1).then(CONV)),
+    (rf"{_SYNTHESIS}\.affine\.weight", _in_layer("conv.modulation.weight"), DENSE),
+    (rf"{_SYNTHESIS}\.affine\.bias", _in_layer("conv.modulation.bias"), SAME),
+    (rf"{_SYNTHESIS}\.noise_strength", _in_layer("noise.weight"), RESHAPE),
+    (r"params\.synthesis\.b(\d+)\.(conv[01])\.bias", _in_layer("activate.bias"), SAME),
+    (r"params\.synthesis\.b(\d+)\.(torgb)\.bias", _in_layer("bias"), RESHAPE),  # [1, C, 1, 1]
+], ignore={r"(conv1|to_rgb1|convs\.\d+|to_rgbs\.\d+)\.(conv\.blur|upsample)\.kernel": _ROSINALITY_BLUR})
+
+
+def rosinality_discriminator_table(size: int) -> NameTable:
+    """rosinality's D: convs.0 is fromrgb at `size`, convs.i (i >= 1) the block at size / 2^(i-1)."""
+    def block(suffix: str):
+        return lambda m: f"convs.{_log2(str(size)) - _log2(m[1]) + 1}.{suffix}"
+
+    return NameTable.of([
+        (r"params\.b(\d+)\.fromrgb\.weight", "convs.0.0.weight", CONV),
+        (r"params\.b(\d+)\.fromrgb\.bias", "convs.0.1.bias", SAME),
+        (r"params\.b(\d+)\.conv0\.weight", block("conv1.0.weight"), CONV),
+        (r"params\.b(\d+)\.conv0\.bias", block("conv1.1.bias"), SAME),
+        (r"params\.b(\d+)\.conv1\.weight", block("conv2.1.weight"), CONV),
+        (r"params\.b(\d+)\.conv1\.bias", block("conv2.2.bias"), SAME),
+        (r"params\.b(\d+)\.skip\.weight", block("skip.1.weight"), CONV),
+        (r"params\.b4\.conv\.weight", "final_conv.0.weight", CONV),
+        (r"params\.b4\.conv\.bias", "final_conv.1.bias", SAME),
+        (r"params\.b4\.fc\.weight", "final_linear.0.weight", DENSE),
+        (r"params\.b4\.fc\.bias", "final_linear.0.bias", SAME),
+        (r"params\.b4\.out\.weight", "final_linear.1.weight", DENSE),
+        (r"params\.b4\.out\.bias", "final_linear.1.bias", SAME),
+    ], ignore={r"convs\.\d+\.(conv2|skip)\.0\.kernel": _ROSINALITY_BLUR})
+
+
+# ---------------------------------------------------------------------------------------------
+# Trees.
+
+def _tree(module, init_args, state: Mapping[str, np.ndarray], table: NameTable, what: str, optional=()) -> dict:
+    """The module's variables (names and shapes; init_args are jax.ShapeDtypeStructs, so nothing the
+    config asks for is allocated) filled from `state` through `table`, nested."""
     shapes = jax.eval_shape(lambda *args: module.init({"params": jax.random.key(0)}, *args), *init_args)
-    expected = {k.replace(".", "/"): v for k, v in checkpoint.flatten(shapes).items()}
-    checkpoint.check_tree({k.replace("/", "."): v for k, v in expected.items()},
-                          {k.replace("/", "."): v for k, v in converted.items()}, what)
-    return checkpoint.unflatten({k.replace("/", "."): v for k, v in converted.items()})
+    flat = names.convert(state, names.expected_shapes(shapes), table, what, optional=optional)
+    return checkpoint.unflatten(flat)
 
 
 def _shape(*shape) -> jax.ShapeDtypeStruct:
@@ -127,20 +157,22 @@ def _discriminator_init_args(cfg: DiscriminatorConfig):
                                                                                  else None)
 
 
-def generator_tree(cfg: GeneratorConfig, state: Mapping[str, np.ndarray], what: str = "generator") -> dict:
-    """NVIDIA-named G state dict -> {'params': ..., 'buffers': ...} for `GeneratorModule(cfg)`."""
-    flat = apply_table(state, _GENERATOR_TABLE, what, cfg.resample_filter)
-    return _fill(GeneratorModule(cfg), _generator_init_args(cfg), flat, what)
+def generator_tree(cfg: GeneratorConfig, state: Mapping[str, np.ndarray], what: str = "generator",
+                   table: NameTable | None = None) -> dict:
+    """G state dict (NVIDIA names, or those of `table`) -> {'params': ..., 'buffers': ...} for
+    `GeneratorModule(cfg)`; buffers.w_avg only when the state holds it."""
+    return _tree(GeneratorModule(cfg), _generator_init_args(cfg), state, table or nvidia_generator_table(cfg), what,
+                 optional=(W_AVG,))
 
 
-def discriminator_tree(cfg: DiscriminatorConfig, state: Mapping[str, np.ndarray],
-                       what: str = "discriminator") -> dict:
-    flat = apply_table(state, _DISCRIMINATOR_TABLE, what, cfg.resample_filter)
-    return _fill(DiscriminatorModule(cfg), _discriminator_init_args(cfg), flat, what)
+def discriminator_tree(cfg: DiscriminatorConfig, state: Mapping[str, np.ndarray], what: str = "discriminator",
+                       table: NameTable | None = None) -> dict:
+    return _tree(DiscriminatorModule(cfg), _discriminator_init_args(cfg), state,
+                 table or nvidia_discriminator_table(cfg), what)
 
 
 # ---------------------------------------------------------------------------------------------
-# rosinality -> NVIDIA names.
+# rosinality checkpoints: the architecture from the tensor shapes.
 
 def _check_indices(state: Mapping[str, np.ndarray], what: str) -> None:
     """rosinality layer indices become powers of two (resolutions): 'convs.99999999999' is refused."""
@@ -149,111 +181,28 @@ def _check_indices(state: Mapping[str, np.ndarray], what: str) -> None:
             raise InputError(f"{what}: tensor {name[:80]!r}: layer index out of range")
 
 
-def _rosinality_generator_names(state: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict]:
-    """Rename a rosinality `g_ema` state dict to NVIDIA's names; returns (state, inferred kwargs)."""
+def infer_rosinality_generator_kwargs(state: Mapping[str, np.ndarray]) -> dict:
+    """GeneratorConfig fields of a rosinality `g_ema` (KeyError / IndexError when a tensor is missing)."""
     _check_indices(state, "rosinality generator")
-    out: dict[str, np.ndarray] = {}
-    unmatched = []
     n_mlp = len([k for k in state if re.fullmatch(r"style\.\d+\.weight", k)])
-    convs = sorted({int(m.group(1)) for k in state if (m := re.match(r"convs\.(\d+)\.", k))})
-    num_up = len(convs) // 2
-    size = 2 ** (num_up + 2)
-    kernel = None
-    for name, v in state.items():
-        v = np.asarray(v)
-        if m := re.fullmatch(r"style\.(\d+)\.(weight|bias)", name):
-            out[f"mapping.fc{int(m.group(1)) - 1}.{m.group(2)}"] = v
-        elif name == "input.input":
-            out["synthesis.b4.const"] = v[0]
-        elif m := re.fullmatch(r"noises\.noise_(\d+)", name):
-            j = int(m.group(1))
-            layer = "b4.conv1" if j == 0 else f"b{2 ** ((j + 1) // 2 + 2)}.conv{(j + 1) % 2}"
-            out[f"synthesis.{layer}.noise_const"] = v[0, 0]
-        elif m := re.fullmatch(r"(conv1|to_rgb1|convs\.(\d+)|to_rgbs\.(\d+))\.(.+)", name):
-            if m.group(1) == "conv1":
-                layer = "b4.conv1"
-            elif m.group(1) == "to_rgb1":
-                layer = "b4.torgb"
-            elif m.group(2) is not None:
-                i = int(m.group(2))
-                layer = f"b{2 ** (i // 2 + 3)}.conv{i % 2}"
-            else:
-                layer = f"b{2 ** (int(m.group(3)) + 3)}.torgb"
-            rest = m.group(4)
-            if rest in ("conv.blur.kernel", "upsample.kernel"):
-                kernel = v if kernel is None else kernel
-                if not np.allclose(v, kernel):
-                    raise InputError(f"rosinality checkpoint: {name} differs from the other blur kernels")
-                continue
-            target = {"conv.weight": ("weight", lambda a: a[0]),
-                      "conv.modulation.weight": ("affine.weight", _same),
-                      "conv.modulation.bias": ("affine.bias", _same),
-                      "noise.weight": ("noise_strength", _scalar),
-                      "activate.bias": ("bias", _same),
-                      "bias": ("bias", lambda a: a.reshape(-1))}.get(rest)
-            if target is None:
-                unmatched.append(name)
-                continue
-            out[f"synthesis.{layer}.{target[0]}"] = target[1](v)
-        else:
-            unmatched.append(name)
-    if unmatched:
-        raise InputError(f"rosinality generator: {len(unmatched)} tensors match no rule: {', '.join(unmatched)}")
-    taps = (1.0, 3.0, 3.0, 1.0)
-    if kernel is not None:
-        f = np.outer(taps, taps)
-        if not np.allclose(kernel / kernel.sum(), f / f.sum(), atol=1e-7):
-            raise InputError("rosinality generator: blur kernel is not the [1,3,3,1] filter")
-    style_dim = out["mapping.fc0.weight"].shape[1]
-    channels = [out["synthesis.b4.const"].shape[0]] + [
-        out[f"synthesis.b{2 ** (k + 3)}.conv0.weight"].shape[0] for k in range(num_up)]
-    kwargs = dict(z_dim=style_dim, c_dim=0, w_dim=out[f"mapping.fc{n_mlp - 1}.weight"].shape[0],
-                  img_resolution=size, img_channels=out["synthesis.b4.torgb.weight"].shape[0],
-                  channels=tuple(int(c) for c in channels), mapping_layers=n_mlp, architecture="skip",
-                  conv_clamp=None)
-    for res in (2 ** (k + 2) for k in range(num_up + 1)):  # NVIDIA's filter buffers (constants)
-        f = np.outer(taps, taps) / 64.0
-        out[f"synthesis.b{res}.resample_filter"] = f
-    return out, kwargs
+    num_up = len({int(m.group(1)) for k in state if (m := re.match(r"convs\.(\d+)\.", k))}) // 2
+    channels = [state["input.input"].shape[1]] + [state[f"convs.{2 * k}.conv.weight"].shape[1] for k in range(num_up)]
+    return dict(z_dim=state["style.1.weight"].shape[1], c_dim=0, w_dim=state[f"style.{n_mlp}.weight"].shape[0],
+                img_resolution=2 ** (num_up + 2), img_channels=state["to_rgb1.conv.weight"].shape[1],
+                channels=tuple(int(c) for c in channels), mapping_layers=n_mlp, architecture="skip", conv_clamp=None)
 
 
-def _rosinality_discriminator_names(state: Mapping[str, np.ndarray], size: int) -> tuple[dict, dict]:
+def infer_rosinality_discriminator_kwargs(state: Mapping[str, np.ndarray], size: int) -> dict:
+    """DiscriminatorConfig fields of a rosinality `d` for images of `size`."""
     _check_indices(state, "rosinality discriminator")
-    out: dict[str, np.ndarray] = {}
-    unmatched = []
-    for name, v in state.items():
-        v = np.asarray(v)
-        if m := re.fullmatch(r"convs\.0\.0\.weight", name):
-            out[f"b{size}.fromrgb.weight"] = v
-        elif re.fullmatch(r"convs\.0\.1\.bias", name):
-            out[f"b{size}.fromrgb.bias"] = v
-        elif m := re.fullmatch(r"convs\.(\d+)\.(conv1\.0\.weight|conv1\.1\.bias|conv2\.1\.weight|conv2\.2\.bias|"
-                               r"skip\.1\.weight|conv2\.0\.kernel|skip\.0\.kernel)", name):
-            res = size // 2 ** (int(m.group(1)) - 1)
-            key = {"conv1.0.weight": "conv0.weight", "conv1.1.bias": "conv0.bias", "conv2.1.weight": "conv1.weight",
-                   "conv2.2.bias": "conv1.bias", "skip.1.weight": "skip.weight"}.get(m.group(2))
-            if key is None:  # blur kernels: constant f, checked against [1,3,3,1]
-                f = np.outer([1, 3, 3, 1], [1, 3, 3, 1]) / 64.0
-                if not np.allclose(v / v.sum(), f, atol=1e-7):
-                    raise InputError(f"rosinality discriminator: {name} is not the [1,3,3,1] filter")
-                continue
-            out[f"b{res}.{key}"] = v
-        elif m := re.fullmatch(r"final_conv\.(0\.weight|1\.bias)", name):
-            out["b4.conv." + ("weight" if m.group(1) == "0.weight" else "bias")] = v
-        elif m := re.fullmatch(r"final_linear\.([01])\.(weight|bias)", name):
-            out[f"b4.{'fc' if m.group(1) == '0' else 'out'}.{m.group(2)}"] = v
-        else:
-            unmatched.append(name)
-    if unmatched:
-        raise InputError(f"rosinality discriminator: {len(unmatched)} tensors match no rule: {', '.join(unmatched)}")
     log2 = int(math.log2(size))
-    channels = {4: out["b4.conv.weight"].shape[0]}
-    for res in (2 ** i for i in range(3, log2 + 1)):
-        channels[res] = out[f"b{res}.conv0.weight"].shape[0]
-    cfg = dict(c_dim=0, img_resolution=size, img_channels=out[f"b{size}.fromrgb.weight"].shape[1],
-               channels=tuple(int(channels[2 ** i]) for i in range(2, log2 + 1)), architecture="resnet",
-               conv_clamp=None, mbstd_group_size=4, mbstd_num_channels=out["b4.conv.weight"].shape[1] - channels[4])
-    return out, cfg
+    channels = {4: state["final_conv.0.weight"].shape[0]}
+    for i in range(3, log2 + 1):
+        channels[2 ** i] = state[f"convs.{log2 - i + 1}.conv1.0.weight"].shape[0]
+    return dict(c_dim=0, img_resolution=size, img_channels=state["convs.0.0.weight"].shape[1],
+                channels=tuple(int(channels[2 ** i]) for i in range(2, log2 + 1)), architecture="resnet",
+                conv_clamp=None, mbstd_group_size=4,
+                mbstd_num_channels=state["final_conv.0.weight"].shape[1] - channels[4])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -380,7 +329,9 @@ def read_stylegan2(src: str, *, init_kwargs: str | None = None, conv_clamp: floa
     kwargs = _load_init_kwargs(init_kwargs) if init_kwargs is not None else None
     fmt = pickle_reader.sniff_format(src)
     info = {"path": os.path.abspath(src), "format": fmt}
-    d_cfg = d_state = None
+    d_cfg = d_state = latent_avg = None
+    g_table = d_table = None  # the NVIDIA tables, unless the source is rosinality's
+    g_what, d_what = f"{src}: generator", f"{src}: discriminator"
     if kwargs is not None and fmt == "nvidia-pkl":
         raise InputError(f"--init-kwargs is for bare state dicts: {src} is an NVIDIA network pickle, which carries "
                          "its own constructor kwargs")
@@ -408,9 +359,9 @@ def read_stylegan2(src: str, *, init_kwargs: str | None = None, conv_clamp: floa
             if kwargs is not None:
                 raise InputError(f"--init-kwargs is for NVIDIA-named state dicts: {src} is a rosinality checkpoint, "
                                  "whose architecture is read from its tensor shapes")
-            g_raw = _tensor_dict(obj["g_ema"], f"{src}: g_ema")
+            g_state = _tensor_dict(obj["g_ema"], f"{src}: g_ema")
             try:
-                g_state, kw = _rosinality_generator_names(g_raw)
+                kw = infer_rosinality_generator_kwargs(g_state)
             except InputError as e:
                 raise InputError(f"{src}: {e}") from None
             except (KeyError, IndexError, ValueError, TypeError, ZeroDivisionError) as e:
@@ -418,22 +369,24 @@ def read_stylegan2(src: str, *, init_kwargs: str | None = None, conv_clamp: floa
             if conv_clamp is not None:
                 kw["conv_clamp"] = conv_clamp
             g_cfg = GeneratorConfig(**kw)
+            g_table, g_what = ROSINALITY_G_TABLE, f"{src}: g_ema"
             info.update(network="g_ema", layout="rosinality")
             latent_avg = obj.get("latent_avg")
             if latent_avg is not None:
                 if not isinstance(latent_avg, np.ndarray) or latent_avg.size != g_cfg.w_dim:
                     raise InputError(f"{src}: latent_avg is not a tensor of {g_cfg.w_dim} values (w_dim)")
-                g_state["mapping.w_avg"] = np.asarray(latent_avg, np.float32).reshape(-1)
+                latent_avg = np.asarray(latent_avg, np.float32).reshape(-1)
                 info["w_avg"] = "latent_avg of the checkpoint"
             if isinstance(obj.get("d"), Mapping) and obj["d"]:
-                d_raw = _tensor_dict(obj["d"], f"{src}: d")
+                d_state = _tensor_dict(obj["d"], f"{src}: d")
                 try:
-                    d_state, dkw = _rosinality_discriminator_names(d_raw, g_cfg.img_resolution)
+                    dkw = infer_rosinality_discriminator_kwargs(d_state, g_cfg.img_resolution)
                 except InputError as e:
                     raise InputError(f"{src}: {e}") from None
                 except (KeyError, IndexError, ValueError, TypeError, ZeroDivisionError) as e:
                     raise _shapes_error(f"{src}: d", e) from None
                 d_cfg = DiscriminatorConfig(**dkw)
+                d_table, d_what = rosinality_discriminator_table(g_cfg.img_resolution), f"{src}: d"
         elif isinstance(obj, Mapping) and any(str(k).startswith("synthesis.") for k in obj):
             g_state = _tensor_dict(obj, f"{src}")
             if kwargs is not None:
@@ -453,17 +406,18 @@ def read_stylegan2(src: str, *, init_kwargs: str | None = None, conv_clamp: floa
         else:
             keys = ", ".join(sorted(str(k)[:40] for k in obj)[:8]) if isinstance(obj, Mapping) else type(obj).__name__
             raise InputError(f"{src}: not a StyleGAN2 checkpoint this converter knows (found {keys})")
-    has_w_avg = "mapping.w_avg" in g_state
-    if not has_w_avg:  # filled in below, once the mapping network is converted
-        g_state = {**g_state, "mapping.w_avg": np.zeros((g_cfg.w_dim,), np.float32)}
-    g_tree = generator_tree(g_cfg, g_state, f"{src}: generator")
-    if not has_w_avg:
-        g_tree["buffers"]["w_avg"] = estimate_w_avg(g_cfg, g_tree, w_avg_samples)
-        info["w_avg"] = f"mean of {w_avg_samples} mapped z (seed 0): the checkpoint stores none"
+    g_tree = generator_tree(g_cfg, g_state, g_what, g_table)
+    buffers = g_tree.setdefault("buffers", {})
+    if "w_avg" not in buffers:  # not in the state dict: rosinality's latent_avg, or estimated
+        if latent_avg is not None:
+            buffers["w_avg"] = latent_avg
+        else:
+            buffers["w_avg"] = estimate_w_avg(g_cfg, g_tree, w_avg_samples)
+            info["w_avg"] = f"mean of {w_avg_samples} mapped z (seed 0): the checkpoint stores none"
     trees = {"G": g_tree}
     config = {"G": g_cfg.to_dict()}
     if d_state is not None:
-        trees["D"] = discriminator_tree(d_cfg, d_state, f"{src}: discriminator")
+        trees["D"] = discriminator_tree(d_cfg, d_state, d_what, d_table)
         config["D"] = d_cfg.to_dict()
     return config, trees, info
 
@@ -509,4 +463,6 @@ def _jsonable(x):
     return repr(x)
 
 
-__all__ = ["convert_stylegan2", "read_stylegan2", "generator_tree", "discriminator_tree", "infer_generator_kwargs"]
+__all__ = ["convert_stylegan2", "read_stylegan2", "generator_tree", "discriminator_tree", "infer_generator_kwargs",
+           "infer_rosinality_generator_kwargs", "infer_rosinality_discriminator_kwargs", "nvidia_generator_table",
+           "nvidia_discriminator_table", "ROSINALITY_G_TABLE", "rosinality_discriminator_table"]

@@ -12,9 +12,9 @@ from __future__ import annotations
 import os
 from typing import Mapping
 
-from convert_weights import hf
+from convert_weights import hf, names
 from convert_weights.clip import normalisation
-from convert_weights.hf import CONV, DENSE, SAME, squeeze_leading
+from convert_weights.names import CONV, DENSE, SAME, NameTable, squeeze_leading
 from jax_inpaint.models import folders as checkpoint
 from jax_inpaint.errors import InputError
 from jax_inpaint.models.transformer import PIL_RESAMPLE, EncoderConfig, ImagePreprocess, pair
@@ -49,7 +49,7 @@ def _block_rules() -> list:
     return rules
 
 
-RULES = [
+TABLE = NameTable.of([
     (r"vit\.embeddings\.patch_embedding\.kernel", "vit.embeddings.patch_embeddings.projection.weight", CONV),
     (r"vit\.embeddings\.patch_embedding\.bias", "vit.embeddings.patch_embeddings.projection.bias", SAME),
     (r"vit\.embeddings\.class_embedding", "vit.embeddings.cls_token", squeeze_leading(2)),
@@ -59,9 +59,8 @@ RULES = [
     (r"vit\.layernorm\.bias", "vit.layernorm.bias", SAME),
     (r"classifier\.kernel", "classifier.weight", DENSE),
     (r"classifier\.bias", "classifier.bias", SAME),
-]
-# A ViTModel pooler is not part of ViTForImageClassification (transformers drops it on loading too).
-IGNORE = {r"vit\.pooler\.dense\.(weight|bias)": lambda name, value: None}
+    # A ViTModel pooler is not part of ViTForImageClassification (transformers drops it on loading too).
+], ignore={r"vit\.pooler\.dense\.(weight|bias)": names.no_check})
 
 
 def labels_from_config(hf_config: Mapping, what: str) -> tuple[str, ...]:
@@ -130,7 +129,7 @@ def config_from_hf(hf_config: Mapping, preprocessor: Mapping | None, what: str) 
 
 
 def params_from_state(cfg: ClassifierConfig, state, what: str) -> dict:
-    flat = hf.convert_state(state, hf.expected_shapes(expected_params(cfg)), RULES, what, IGNORE)
+    flat = names.convert(state, names.expected_shapes(expected_params(cfg)), TABLE, what)
     return checkpoint.unflatten(flat)
 
 

@@ -39,12 +39,13 @@ from PIL import Image
 
 from jax_inpaint import files
 from jax_inpaint.errors import InputError
-from jax_inpaint.inversion.inpainter import (Inputs, _merge, _select, build_objective, finish, parse_attributes, prepare_inputs,
-                                 resolve_config, save_result)
-from jax_inpaint.inversion.config import InpaintConfig
-from jax_inpaint.inversion.search import SearchResult, get_search, w_statistics
-
-IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+from jax_inpaint.images import IMAGE_EXTENSIONS
+from jax_inpaint.inversion.config import DEFAULT_SEEDS, InpaintConfig, check_seeds, parse_prompts
+from jax_inpaint.inversion.inpainter import Inpainter, check_constraint_models, resolve_config
+from jax_inpaint.inversion.inputs import Inputs, parse_attributes
+from jax_inpaint.inversion.outputs import save_result
+from jax_inpaint.inversion.search import SearchResult
+from jax_inpaint.study.records import differences, digest, model_id, short
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,10 +60,6 @@ class Item:
 # ---------------------------------------------------------------------------------------------
 # Inputs.
 
-def _safe_id(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "item"
-
-
 def _unique(items: list[Item]) -> list[Item]:
     seen: dict[str, int] = {}
     out = []
@@ -74,22 +71,11 @@ def _unique(items: list[Item]) -> list[Item]:
 
 
 def _find_mask(folder: str, stem: str) -> str | None:
-    for ext in IMAGE_EXTS:
+    for ext in IMAGE_EXTENSIONS:
         for cand in (os.path.join(folder, stem + ext), os.path.join(folder, stem + "_mask" + ext)):
             if os.path.isfile(cand):
                 return cand
     return None
-
-
-def _prompts(value) -> tuple[tuple[str, float], ...]:
-    if value in (None, ""):
-        return ()
-    texts = value if isinstance(value, list) else [p for p in str(value).split("|") if p.strip()]
-    out = []
-    for p in texts:
-        text, sep, w = str(p).rpartition("::")
-        out.append((text, float(w)) if sep else (str(p), 1.0))
-    return tuple(out)
 
 
 def _attributes(value) -> tuple[tuple[str, float], ...]:
@@ -114,15 +100,15 @@ def read_items(*, images: str | None = None, masks: str | None = None, mask: str
             raise InputError(f"{images}: not a folder")
         if (masks is None) == (mask is None):
             raise InputError("with a folder of images give either --masks DIR or --mask FILE|PRESET")
-        files = sorted(f for f in os.listdir(images) if f.lower().endswith(IMAGE_EXTS))
-        if not files:
-            raise InputError(f"{images}: no images ({', '.join(IMAGE_EXTS)})")
-        for f in files:
+        names = sorted(f for f in os.listdir(images) if f.lower().endswith(IMAGE_EXTENSIONS))
+        if not names:
+            raise InputError(f"{images}: no images ({', '.join(IMAGE_EXTENSIONS)})")
+        for f in names:
             stem = os.path.splitext(f)[0]
             m = mask
             if masks is not None:
                 m = _find_mask(masks, stem) or os.path.join(masks, stem + ".png")  # a missing mask fails the item
-            items.append(Item(_safe_id(stem), os.path.join(images, f), m))
+            items.append(Item(files.safe_name(stem), os.path.join(images, f), m))
         return _unique(items)
     if not os.path.isfile(manifest):
         raise InputError(f"{manifest}: no such manifest")
@@ -153,7 +139,8 @@ def read_items(*, images: str | None = None, masks: str | None = None, mask: str
             m = os.path.join(base, m)
         ident = row.get("id") or os.path.splitext(os.path.basename(row["image"]))[0]
         try:
-            items.append(Item(_safe_id(str(ident)), img, m, _prompts(row.get("prompt") or row.get("prompts")),
+            items.append(Item(files.safe_name(str(ident)), img, m,
+                              parse_prompts(row.get("prompt") or row.get("prompts"), "prompt"),
                               _attributes(row.get("attributes"))))
         except (InputError, ValueError) as e:
             raise InputError(f"{manifest}: row {n}: {e}") from None
@@ -236,26 +223,15 @@ def item_inputs(item: Item) -> dict:
 
 
 def _item_key(run_hash: str, inputs: dict) -> str:
-    from jax_inpaint.study.evaluate import _digest
-    return _digest(run_hash, json.dumps(inputs, sort_keys=True))
+    return digest(run_hash, json.dumps(inputs, sort_keys=True))
 
 
 def run_fingerprint(G, cfg: InpaintConfig, seeds, *, class_idx, clip, classifier, lpips_model, D) -> dict:
     """Everything of a run that changes every item's result (compared with the folder's batch.json)."""
-    from jax_inpaint.study.evaluate import _digest, _model_id
-
-    return {"generator": _model_id(G), "generator_config": _digest(repr(G.config)),
+    return {"generator": model_id(G), "generator_config": digest(repr(G.config)),
             "config": dataclasses.asdict(cfg), "seeds": list(seeds), "class_idx": class_idx,
-            "clip": _model_id(clip), "classifier": _model_id(classifier), "discriminator": _model_id(D),
-            "lpips": _model_id(lpips_model), "format_version": FORMAT_VERSION}
-
-
-def _differences(old: dict, new: dict) -> list[str]:
-    from jax_inpaint.study.evaluate import _flat, _short
-
-    fo, fn = _flat(old), _flat(new)
-    return [f"{k}: {_short(fo.get(k))} -> {_short(fn.get(k))}"
-            for k in sorted(set(fo) | set(fn)) if fo.get(k) != fn.get(k)]
+            "clip": model_id(clip), "classifier": model_id(classifier), "discriminator": model_id(D),
+            "lpips": model_id(lpips_model), "format_version": FORMAT_VERSION}
 
 
 def _check_folder(out: str, fingerprint: dict, recompute: bool) -> None:
@@ -280,7 +256,7 @@ def _check_folder(out: str, fingerprint: dict, recompute: bool) -> None:
             return
         raise InputError(f"{path}: unreadable ({e}); pass --recompute to redo every image") from None
     new = json.loads(json.dumps(files.jsonable(fingerprint)))
-    diff = _differences(old, new)
+    diff = differences(old, new)
     if diff and not recompute:
         raise InputError(f"{out}: holds a batch run made with other options ({'; '.join(diff)}). Pass --recompute "
                          "to redo every image with these options, or use another --out folder.")
@@ -302,17 +278,12 @@ def _item_changes(records: dict, mine: Sequence[Item], run_hash: str, inputs: di
         new = inputs[it.id]
         fields = [k for k in ("mask", "prompts", "attributes") if old.get(k) != new[k]]
         for k in fields:
-            changed.setdefault(f"{k}: {_short_value(old.get(k))} -> {_short_value(new[k])}", []).append(it.id)
+            changed.setdefault(f"{k}: {short(old.get(k), 40)} -> {short(new[k], 40)}", []).append(it.id)
         if not fields and old.get("image") != new["image"]:
             images_changed.append(it.id)
     lines = [f"{what} ({len(ids)} image{'s' if len(ids) > 1 else ''}: {', '.join(ids[:3])}"
              f"{', ...' if len(ids) > 3 else ''})" for what, ids in changed.items()]
     return lines, images_changed
-
-
-def _short_value(v) -> str:
-    from jax_inpaint.study.evaluate import _short
-    return _short(v, 40)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -345,7 +316,7 @@ def lock_name(host: int) -> str:
     return files.LOCK_FILE if host == 0 else f"{files.LOCK_FILE}.{host}"
 
 
-def run_batch(items: Sequence[Item], generator, out: str, *, seeds: Sequence[int] = tuple(range(4)),
+def run_batch(items: Sequence[Item], generator, out: str, *, seeds: Sequence[int] = DEFAULT_SEEDS,
               config=None, clip=None, classifier=None, class_idx: int | None = None, per_device: int | None = None,
               process_index: int | None = None, process_count: int | None = None, devices=None,
               progress: bool = True, recompute: bool = False, wait: float = 0.0,
@@ -363,13 +334,8 @@ def run_batch(items: Sequence[Item], generator, out: str, *, seeds: Sequence[int
     An item whose image changed is redone. `should_stop()` is asked between chunks of the search (it
     ends the run with KeyboardInterrupt); `on_item(record)` is called after each item is recorded.
     """
-    from jax_inpaint.inversion.inpainter import _load, _loader
-    from jax_inpaint.models.stylegan2 import load_discriminator, load_generator
-
     cfg: InpaintConfig = resolve_config(config, **options)
-    seeds = [int(s) for s in seeds]
-    if not seeds or len(set(seeds)) != len(seeds):
-        raise InputError("seeds must be a non-empty list of distinct numbers")
+    seeds = check_seeds(seeds)
     if per_device is not None and (isinstance(per_device, bool) or int(per_device) < 1):
         raise InputError(f"--per-device must be at least 1, got {per_device}")
     items = list(items)
@@ -377,10 +343,8 @@ def run_batch(items: Sequence[Item], generator, out: str, *, seeds: Sequence[int
         raise InputError("item ids must be unique")
     host = jax.process_index() if process_index is None else process_index
     hosts = jax.process_count() if process_count is None else process_count
-    if any(it.prompts for it in items) and clip is None:
-        raise InputError("prompts need a CLIP model folder (--clip)")
-    if any(it.attributes for it in items) and classifier is None:
-        raise InputError("attribute targets need a classifier folder (--classifier)")
+    check_constraint_models(any(it.prompts for it in items), any(it.attributes for it in items), clip=clip,
+                            classifier=classifier)
     if cfg.realism > 0 and not isinstance(generator, (str, os.PathLike)):
         raise InputError("the realism term needs the discriminator: pass a model folder as the generator")
     mesh = local_mesh(devices)
@@ -388,17 +352,12 @@ def run_batch(items: Sequence[Item], generator, out: str, *, seeds: Sequence[int
     per_device = int(per_device or cfg.batch or len(seeds))
     with files.output_folder(out) as out_abs, files.FolderLock(out_abs, wait=wait, name=lock_name(host)):
         # Models, then the options that need them: a bad option stops the run here, before any writing.
-        G = _load(generator, load_generator)
-        D = load_discriminator(generator) if cfg.realism > 0 else None
-        clip_model = None if clip is None else _load(clip, _loader("clip", "load_clip"))
-        cls_model = None if classifier is None else _load(classifier, _loader("vit", "load_classifier"))
-        from jax_inpaint.models.lpips import load_lpips
-        lpips_model = load_lpips()
-        fingerprint = run_fingerprint(G, cfg, seeds, class_idx=class_idx, clip=clip_model, classifier=cls_model,
-                                      lpips_model=lpips_model, D=D)
+        inpainter = Inpainter(generator, config=cfg, clip=clip, classifier=classifier, class_idx=class_idx)
+        m = inpainter.models
+        fingerprint = run_fingerprint(m.G, cfg, seeds, class_idx=class_idx, clip=m.clip, classifier=m.classifier,
+                                      lpips_model=m.lpips, D=m.D)
         _check_folder(out, fingerprint, recompute)
-        from jax_inpaint.study.evaluate import _digest
-        run_hash = _digest(json.dumps(files.jsonable(fingerprint), sort_keys=True))
+        run_hash = digest(json.dumps(files.jsonable(fingerprint), sort_keys=True))
         inputs = {it.id: item_inputs(it) for it in items}
         keys = {it.id: _item_key(run_hash, inputs[it.id]) for it in items}
         records = read_results(out)
@@ -416,9 +375,7 @@ def run_batch(items: Sequence[Item], generator, out: str, *, seeds: Sequence[int
             group = (it.prompts, it.attributes)
             if group not in objectives:
                 try:
-                    objectives[group] = build_objective(G, cfg, prompts=it.prompts, attributes=dict(it.attributes),
-                                                        clip=clip_model, classifier=cls_model, discriminator=D,
-                                                        lpips_model=lpips_model, class_idx=class_idx)
+                    objectives[group] = inpainter.objective(prompts=it.prompts, attributes=it.attributes)
                 except InputError as e:  # name the image when the constraints are its own (a manifest row)
                     own = len({(o.prompts, o.attributes) for o in todo}) > 1
                     raise InputError(f"{it.id}: {e}" if own else str(e)) from None
@@ -426,15 +383,15 @@ def run_batch(items: Sequence[Item], generator, out: str, *, seeds: Sequence[int
         files.write_json(os.path.join(out, "batch.json"), {"format": "jax-inpaint-batch",
                                                            "format_version": FORMAT_VERSION,
                                                            "fingerprint": fingerprint})
-        summary = _run(todo, objectives, G, out, host, hosts, seeds, n_dev * per_device, mesh, inputs, keys,
+        summary = _run(todo, objectives, inpainter, out, host, hosts, seeds, n_dev * per_device, mesh, inputs, keys,
                        run_hash, progress, should_stop, on_item)
     summary.total, summary.skipped, summary.devices = len(mine), len(mine) - len(todo), n_dev
     summary.notes, summary.keys = notes, keys
     return summary
 
 
-def _run(todo, objectives, G, out, host, hosts, seeds, batch, mesh, inputs, keys, run_hash, progress,
-         should_stop, on_item) -> BatchSummary:
+def _run(todo, objectives, inpainter: Inpainter, out, host, hosts, seeds, batch, mesh, inputs, keys, run_hash,
+         progress, should_stop, on_item) -> BatchSummary:
     from tqdm.auto import tqdm
 
     results_path = os.path.join(out, f"results.{host}.jsonl")
@@ -442,7 +399,6 @@ def _run(todo, objectives, G, out, host, hosts, seeds, batch, mesh, inputs, keys
         for stale in glob.glob(os.path.join(out, f".tmp-{glob.escape(it.id)}-*")):
             shutil.rmtree(stale, ignore_errors=True)
     sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
-    _, w_std = w_statistics(G)
     t_start = time.time()
     ok = failed = 0
     bar = tqdm(total=len(todo), desc=f"host {host}: images", unit="img", disable=not progress, dynamic_ncols=True)
@@ -462,13 +418,13 @@ def _run(todo, objectives, G, out, host, hosts, seeds, batch, mesh, inputs, keys
         prepared: dict[tuple, list[tuple[Item, Inputs]]] = {}
         for it in todo:
             try:
-                inp = prepare_inputs(it.image, it.mask, G.img_resolution)
+                inp = inpainter.prepare(it.image, it.mask)
             except (InputError, OSError, ValueError, Image.DecompressionBombError, MemoryError) as e:
                 record(it, "failed", error=_one_line(e))
                 continue
             prepared.setdefault((it.prompts, it.attributes), []).append((it, inp))
         for group_key, group in prepared.items():
-            _run_group(objectives[group_key], group, seeds, batch, sharding, w_std, out, record, should_stop)
+            _run_group(inpainter, objectives[group_key], group, seeds, batch, sharding, out, record, should_stop)
     finally:
         bar.close()
         for tmp in glob.glob(os.path.join(out, f".tmp-*-{os.getpid()}")):
@@ -482,11 +438,9 @@ def _one_line(e: BaseException) -> str:
     return text if isinstance(e, InputError) else f"{type(e).__name__}: {text}"
 
 
-def _run_group(objective, group, seeds, batch, sharding, w_std, out, record, should_stop=None):
+def _run_group(inpainter: Inpainter, objective, group, seeds, batch, sharding, out, record, should_stop=None):
     """Run the (item, seed) units of one objective in fixed-size batches; finish items as they complete.
     A write failure (full disk) ends the run; a result that cannot be made (every seed NaN) fails its item."""
-    frozen = objective.frozen()
-    search = get_search(objective, batch)
     units = [(i, s) for i in range(len(group)) for s in seeds]
     pieces: dict[int, list[tuple[list[int], SearchResult]]] = {}
     remaining = {i: len(seeds) for i in range(len(group))}
@@ -498,16 +452,16 @@ def _run_group(objective, group, seeds, batch, sharding, w_std, out, record, sho
             started[i] = started[i] or t0
         targets = np.stack([group[i][1].target for i, _ in chunk])
         knowns = np.stack([~group[i][1].hole for i, _ in chunk])
-        res = search.run([s for _, s in chunk], frozen, targets, knowns, w_std, sharding=sharding,
-                         should_stop=should_stop)
+        res = inpainter.run_search(objective, [s for _, s in chunk], targets, knowns, batch=batch,
+                                   sharding=sharding, should_stop=should_stop)
         for i in sorted({i for i, _ in chunk}):
             sel = np.array([j == i for j, _ in chunk])
-            pieces.setdefault(i, []).append(_select(res, sel))
+            pieces.setdefault(i, []).append(res.select(sel))
             remaining[i] -= int(sel.sum())
             if remaining[i] == 0:
                 item, inputs = group[i]
                 try:
-                    result = finish(objective, frozen, _merge(pieces.pop(i)), inputs)
+                    result = inpainter.finish(objective, SearchResult.merge(pieces.pop(i)), inputs)
                 except InputError as e:
                     record(item, "failed", error=str(e))
                     continue

@@ -243,10 +243,13 @@ def config_options(fn):
 
 def inpaint_inputs(fn):
     """Options shared by inpaint, evaluate and inpaint-batch."""
+    from jax_inpaint.inversion.config import DEFAULT_SEEDS
+
     opts = [
         click.option("--generator", "-g", required=True,
                      help="Model folder from `convert stylegan2`, or a shipped model name (demo-faces)."),
-        click.option("--seeds", type=SEEDS, default="0-7", help="Seeds of the K completions, e.g. '0-7' or '1,5,9'."),
+        click.option("--seeds", type=SEEDS, default=f"{DEFAULT_SEEDS[0]}-{DEFAULT_SEEDS[-1]}",
+                     help="Seeds of the K completions, e.g. '0-7' or '1,5,9'."),
         click.option("--config", "config", default=None,
                      help="YAML file or preset name in configs/ (default, nvidia, fast, demo); options given here override it."),
         click.option("--class", "class_idx", type=click.IntRange(min=0), default=None,
@@ -263,24 +266,6 @@ def inpaint_inputs(fn):
     for o in reversed(opts):
         fn = o(fn)
     return fn
-
-
-def parse_prompts(prompts):
-    """['a smile', 'red hair::2'] -> [('a smile', 1.0), ('red hair', 2.0)]: non-empty texts, weights finite
-    and > 0 (recipe.check_prompts)."""
-    from jax_inpaint.inversion.config import check_prompts
-
-    out = []
-    for p in prompts:
-        text, sep, weight = p.rpartition("::")
-        if sep:
-            try:
-                out.append((text, float(weight)))
-            except ValueError:
-                raise click.BadParameter(f"{p!r}: the weight after '::' must be a number", param_hint="--prompt")
-        else:
-            out.append((p, 1.0))
-    return list(check_prompts(out))
 
 
 @main.command()
@@ -302,7 +287,10 @@ def inpaint(image, mask, invert_mask, generator, seeds, config, class_idx, promp
           --attribute Smiling=1 --classifier celeba-vit --attr-loss margin --out smiling/
     """
     from jax_inpaint.files import output_folder
-    from jax_inpaint.inversion.inpainter import inpaint as run, parse_attributes, save_result
+    from jax_inpaint.inversion.config import parse_prompts
+    from jax_inpaint.inversion.inpainter import inpaint as run
+    from jax_inpaint.inversion.inputs import parse_attributes
+    from jax_inpaint.inversion.outputs import save_result
 
     prompts, attributes = parse_prompts(prompts), parse_attributes(attributes)
     with output_folder(out):  # an unwritable --out is reported now, not after the search
@@ -443,7 +431,8 @@ def score_cmd(images, clip, prompts, classifier, reference, json_path):
     Images at a model's input size are used as they are; others go through the model's own
     (differentiable) resize and crop.
     """
-    from jax_inpaint.score import format_table, score_images, write_json
+    from jax_inpaint.files import write_json
+    from jax_inpaint.score import format_table, score_images
 
     scores = score_images(images, clip=clip, prompts=prompts, classifier=classifier, reference=reference)
     click.echo(format_table(scores, reference))
@@ -455,7 +444,7 @@ def score_cmd(images, clip, prompts, classifier, reference, json_path):
 # ---------------------------------------------------------------------------------------------
 # Evaluation: how robust is the inpainting (mask families x hole ratios x targets, with baselines).
 
-from jax_inpaint.study.evaluate import DEFAULT_FAMILIES as EVAL_FAMILIES, DEFAULT_RATIOS as EVAL_RATIOS  # noqa: E402
+from jax_inpaint.study.plan import DEFAULT_FAMILIES as EVAL_FAMILIES, DEFAULT_RATIOS as EVAL_RATIOS  # noqa: E402
 
 
 @main.command("evaluate")
@@ -497,8 +486,9 @@ def evaluate_cmd(images, max_images, gan_samples, truncation_psi, families, rati
       jax-inpaint evaluate --generator ffhq256 --images photos/ --families center,strokes-thick,half \\
           --ratios 0.3,0.5 --out eval-photos/
     """
+    from jax_inpaint.inversion.config import parse_prompts
+    from jax_inpaint.inversion.inputs import parse_attributes
     from jax_inpaint.study.evaluate import evaluate as run
-    from jax_inpaint.inversion.inpainter import parse_attributes
 
     result = run(generator, out, images=images, max_images=max_images, gan_samples=gan_samples,
                  truncation_psi=truncation_psi, families=families, ratios=ratios, mask_seed=mask_seed,
@@ -553,10 +543,10 @@ def inpaint_batch(images, masks, mask, manifest, generator, seeds, config, class
     Exit code 1 when any image failed (see summary.json).
     """
     from jax_inpaint import batch as B
+    from jax_inpaint.inversion.config import parse_prompts
+    from jax_inpaint.inversion.inputs import parse_attributes
 
-    from jax_inpaint.inversion.inpainter import parse_attributes
-
-    prompts, attributes = tuple(parse_prompts(prompts)), tuple(parse_attributes(attributes).items())
+    prompts, attributes = parse_prompts(prompts), tuple(parse_attributes(attributes).items())
     items = B.read_items(images=images, masks=masks, mask=mask, manifest=manifest)
     # --prompt / --attribute apply to the images whose manifest row gives none of their own
     items = [B.dataclasses.replace(it, prompts=it.prompts or prompts, attributes=it.attributes or attributes)

@@ -11,7 +11,9 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import math
 import os
+import re
 import socket
 import tempfile
 import time
@@ -65,25 +67,35 @@ def write_text(path: str | os.PathLike, text: str) -> str:
     return write_bytes(path, text.encode("utf-8"))
 
 
-def write_json(path: str | os.PathLike, data: Any, *, indent: int | None = 1, sort_keys: bool = False) -> str:
-    """JSON (numpy scalars and arrays as plain numbers and lists), written atomically."""
-    return write_text(path, json.dumps(jsonable(data), indent=indent, sort_keys=sort_keys, ensure_ascii=False,
-                                       allow_nan=True) + "\n")
+def write_json(path: str | os.PathLike, data: Any, *, indent: int | None = 1, sort_keys: bool = False,
+               nan_to_null: bool = False) -> str:
+    """JSON (numpy scalars and arrays as plain numbers and lists), written atomically: the one JSON
+    writer of jax-inpaint. nan_to_null: NaN and +-inf written as null (else as NaN / Infinity)."""
+    return write_text(path, json.dumps(jsonable(data, nan_to_null=nan_to_null), indent=indent, sort_keys=sort_keys,
+                                       ensure_ascii=False, allow_nan=True) + "\n")
 
 
-def jsonable(x):
-    """numpy scalars / arrays and tuples -> plain Python, recursively."""
+def jsonable(x, *, nan_to_null: bool = False):
+    """numpy scalars / arrays and tuples -> plain Python, recursively; with nan_to_null, NaN and +-inf -> None."""
     import numpy as np
 
     if isinstance(x, dict):
-        return {str(k): jsonable(v) for k, v in x.items()}
+        return {str(k): jsonable(v, nan_to_null=nan_to_null) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
-        return [jsonable(v) for v in x]
+        return [jsonable(v, nan_to_null=nan_to_null) for v in x]
     if isinstance(x, np.ndarray):
-        return jsonable(x.tolist())
+        return jsonable(x.tolist(), nan_to_null=nan_to_null)
     if isinstance(x, np.generic):
-        return x.item()
+        x = x.item()
+    if nan_to_null and isinstance(x, float) and not math.isfinite(x):
+        return None
     return x
+
+
+def safe_name(text: str, default: str = "item") -> str:
+    """`text` as a file name: runs of characters other than letters, digits, '.', '_', '-' become '_', leading
+    and trailing '.' / '_' are dropped; `default` when nothing is left."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or default
 
 
 def check_writable(folder: str | os.PathLike, *, what: str = "--out") -> str:

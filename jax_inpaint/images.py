@@ -28,6 +28,9 @@ MAX_PIXELS = 100_000_000
 decoding: a small file can declare a huge picture (a decompression bomb)."""
 FORMATS = ("PNG", "JPEG", "MPO", "BMP", "GIF", "TIFF", "WEBP", "PPM", "TGA", "AVIF", "JPEG2000")
 """File formats read (PIL's names); others (EPS, which PIL renders with Ghostscript, PDF, PSD, ...) are refused."""
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+"""The file name endings (lower case) taken for images when a folder is read (`evaluate --images`,
+`inpaint-batch --images / --masks`)."""
 
 
 def _formats() -> list[str]:

@@ -106,10 +106,3 @@ def format_table(scores: dict, reference: str | None = None) -> str:
     for label, values in rows:
         lines.append("  ".join([label.ljust(label_w)] + [f"{v:.4f}".rjust(w) for v, w in zip(values, col_w)]))
     return "\n".join(lines)
-
-
-def write_json(path: str | os.PathLike, scores: dict) -> None:
-    """Write the scores as JSON, atomically (files.write_json; an OSError is a one-line InputError)."""
-    from jax_inpaint import files
-
-    files.write_json(path, scores)

@@ -167,13 +167,12 @@ def test_interrupted_run_resumes_and_redoes_nothing(setup, tmp_path, monkeypatch
 
 
 def test_should_stop_ends_the_search_within_one_chunk(setup):
-    from jax_inpaint.inversion.inpainter import build_objective, resolve_config
-    from jax_inpaint.models.lpips import load_lpips
+    from jax_inpaint.inversion.inpainter import Inpainter
     from jax_inpaint.inversion.search import get_search, w_statistics
 
     _, G = setup
-    cfg = resolve_config(None, steps=25, chunk=5, lpips=0.0, lr=0.1, noise="const")
-    objective = build_objective(G, cfg, lpips_model=load_lpips())
+    inpainter = Inpainter(G, steps=25, chunk=5, lpips=0.0, lr=0.1, noise="const")
+    objective = inpainter.objective()
     search = get_search(objective, 2)
     target = np.zeros((32, 32, 3), np.float32)
     known = np.ones((32, 32), bool)
@@ -188,7 +187,7 @@ def test_should_stop_ends_the_search_within_one_chunk(setup):
         search.run([0, 1], objective.frozen(), target, known, w_statistics(G)[1],
                    progress=lambda n, loss: chunks.append(n), should_stop=should_stop)
     assert chunks == [5, 5] and asked == [0, 1, 2]  # stopped at the first point after the request
-    full = search.run([0, 1], objective.frozen(), target, known, w_statistics(G)[1], should_stop=lambda: False)
+    full = inpainter.run_search(objective, [0, 1], target, known, batch=2, should_stop=lambda: False)
     assert full.history["loss"].shape == (25, 2)
 
 

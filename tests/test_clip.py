@@ -17,6 +17,7 @@ from click.testing import CliRunner
 from safetensors.numpy import load_file, save_file
 
 from convert_weights.clip import convert_clip
+from checkpoint_tools import edited_checkpoint
 from jax_inpaint.cli import main
 from jax_inpaint.models.clip import CLIPConfig, load_clip
 from jax_inpaint.errors import InputError
@@ -149,14 +150,7 @@ def test_openai_file_without_tokenizer(data_dir, tmp_path):
 # Strict conversion: missing / mis-shaped / unexpected tensors are named.
 
 def _folder_with(tmp_path, data_dir, edit):
-    src = data_dir / "clip" / "tiny-clip-hf"
-    dst = tmp_path / "src"
-    shutil.copytree(src, dst)
-    (dst / "model.safetensors").chmod(0o644)
-    state = load_file(src / "model.safetensors")
-    edit(state)
-    save_file(state, dst / "model.safetensors")
-    return dst
+    return edited_checkpoint(data_dir / "clip" / "tiny-clip-hf", tmp_path / "src", edit)
 
 
 @pytest.mark.parametrize("edit, message", [

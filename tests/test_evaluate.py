@@ -13,6 +13,7 @@ from PIL import Image
 
 from convert_weights.stylegan2 import convert_stylegan2
 from jax_inpaint.study import evaluate as ev
+from jax_inpaint.study import pictures, plan, records, scoring, store, targets
 from jax_inpaint.inversion import inpainter as inpaint_mod
 from jax_inpaint.cli import main
 from jax_inpaint.errors import InputError
@@ -27,7 +28,7 @@ CLI_STUDY = ["--gan-samples", 2, "--families", "center,strokes-medium", "--ratio
              "--baselines", "mean,biharmonic", "--steps", 20, "--chunk", 20, "--lpips", 0, "--lr", 0.1,
              "--noise", "const", "-q"]
 N_CASES = 4
-REAL_INPAINT = inpaint_mod.inpaint
+REAL_INPAINT = inpaint_mod.Inpainter.__call__  # evaluate inpaints each case with one call of its Inpainter
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +43,7 @@ class Interrupted(Exception):
 
 
 class Counting:
-    """Wraps inpaint(): counts its calls and raises after `fail_after` of them (a simulated interruption)."""
+    """Wraps Inpainter.__call__: counts its calls and raises after `fail_after` of them (a simulated interruption)."""
 
     def __init__(self, fail_after=None):
         self.calls, self.fail_after = 0, fail_after
@@ -52,6 +53,9 @@ class Counting:
             raise Interrupted("simulated interruption")
         self.calls += 1
         return REAL_INPAINT(*args, **kwargs)
+
+    def __get__(self, inpainter, owner=None):  # set on the class: called as a method of the Inpainter
+        return lambda *args, **kwargs: self(inpainter, *args, **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -70,16 +74,16 @@ def runs(models, tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(Search, "_run_chunk", traced_chunk)
         first = Counting(fail_after=2)
-        mp.setattr(inpaint_mod, "inpaint", first)
+        mp.setattr(inpaint_mod.Inpainter, "__call__", first)
         with pytest.raises(Interrupted):
             ev.evaluate(models["G"], out, **kw)
         result["records_after_interrupt"] = sorted(p.name for p in (out / "cases").glob("*.json"))
         second = Counting()
-        mp.setattr(inpaint_mod, "inpaint", second)
+        mp.setattr(inpaint_mod.Inpainter, "__call__", second)
         result["resumed"] = ev.evaluate(models["G"], out, **kw)
         result["resumed_calls"] = second.calls
         third = Counting()
-        mp.setattr(inpaint_mod, "inpaint", third)
+        mp.setattr(inpaint_mod.Inpainter, "__call__", third)
         result["rerun"] = ev.evaluate(models["G"], out, report=False, **kw)
         result["rerun_calls"] = third.calls
     return result
@@ -114,7 +118,7 @@ def test_csv_holds_one_finite_gan_row_per_case(runs):
     assert len(gan) == N_CASES and len({r["case"] for r in gan}) == N_CASES
     assert {(r["family"], r["target"]) for r in gan} == {(f, t) for f in ("center", "strokes-medium")
                                                          for t in ("sample0000", "sample0001")}
-    numeric = [c for c in ev.COLUMNS if c.endswith(("_best", "_mean"))] + ["psnr_known", "diversity", "seconds",
+    numeric = [c for c in records.COLUMNS if c.endswith(("_best", "_mean"))] + ["psnr_known", "diversity", "seconds",
                                                                              "hole_ratio"]
     for r in gan:
         values = {c: float(r[c]) for c in numeric}
@@ -173,7 +177,7 @@ def test_scorer_compares_only_the_hole(models):
     hole = np.zeros((32, 32), bool)
     hole[8:24, 8:24] = True
     pred = np.where(hole[..., None], gt, rng.uniform(-1, 1, gt.shape)).astype(np.float32)
-    s = ev.Scorer(models["lpips"], 2)(np.stack([pred, gt]), gt, hole)
+    s = scoring.Scorer(models["lpips"], 2)(np.stack([pred, gt]), gt, hole)
     assert np.all(np.isinf(s["psnr_hole"])) and np.isclose(s["ssim_hole"][1], 1.0)  # (SSIM windows reach outside)
     assert np.allclose(s["lpips_hole"], 0.0, atol=1e-6)
     assert s["lpips"][0] > 0.05 and abs(s["lpips"][1]) < 1e-6
@@ -181,26 +185,26 @@ def test_scorer_compares_only_the_hole(models):
 
 def test_gan_targets_are_exact_generator_samples(models):
     G = models["G"]
-    targets = ev.gan_targets(G, 3, truncation_psi=0.7)
+    found = targets.gan_targets(G, 3, truncation_psi=0.7)
     ws = G.mapping(seed_z([2], G.z_dim), truncation_psi=0.7)
     # the same sample (up to float32 reassociation: rendered in a batch of 3 instead of 1)
-    np.testing.assert_allclose(targets[2].image, np.asarray(G.synthesis(ws, noise_mode="const"))[0], atol=1e-5)
-    assert targets[2].image.dtype == np.float32
-    assert not np.allclose(targets[2].image * 127.5, np.rint(targets[2].image * 127.5))  # not quantised
-    assert [t.name for t in targets] == ["sample0000", "sample0001", "sample0002"]
+    np.testing.assert_allclose(found[2].image, np.asarray(G.synthesis(ws, noise_mode="const"))[0], atol=1e-5)
+    assert found[2].image.dtype == np.float32
+    assert not np.allclose(found[2].image * 127.5, np.rint(found[2].image * 127.5))  # not quantised
+    assert [t.name for t in found] == ["sample0000", "sample0001", "sample0002"]
 
 
 def test_plan_skips_unreachable_ratios_and_keeps_masks_per_target(models):
-    targets = ev.gan_targets(models["G"], 2)
-    cases, notes = ev.plan_cases(targets, ["strokes-thin", "lines"], [0.3, 0.5], mask_seed=3)
+    found = targets.gan_targets(models["G"], 2)
+    cases, notes = plan.plan_cases(found, ["strokes-thin", "lines"], [0.3, 0.5], mask_seed=3)
     assert [c.id for c in cases if c.target.name == "sample0000"] == [
         "sample0000__strokes-thin__0.3", "sample0000__strokes-thin__0.5", "sample0000__lines__0.5"]
     assert len(notes) == 1 and "lines" in notes[0] and "0.3" in notes[0]
-    again, _ = ev.plan_cases(targets[1:], ["strokes-thin"], [0.3], mask_seed=3)  # other targets: same mask
+    again, _ = plan.plan_cases(found[1:], ["strokes-thin"], [0.3], mask_seed=3)  # other targets: same mask
     assert np.array_equal(again[0].hole, cases[3].hole)
     assert not np.array_equal(cases[0].hole, cases[3].hole)  # each target its own layout
     with pytest.raises(InputError, match="no .family, ratio. pair"):
-        ev.plan_cases(targets, ["lines"], [0.1])
+        plan.plan_cases(found, ["lines"], [0.1])
 
 
 def test_image_folder_targets(tmp_path):
@@ -208,34 +212,34 @@ def test_image_folder_targets(tmp_path):
     Image.fromarray(rng.integers(0, 256, (40, 60, 3), np.uint8)).save(tmp_path / "b wide.png")
     Image.fromarray(rng.integers(0, 256, (32, 32, 3), np.uint8)).save(tmp_path / "a.jpg")
     (tmp_path / "notes.txt").write_text("not an image")
-    targets = ev.image_targets(tmp_path, 32)
-    assert [t.name for t in targets] == ["a.jpg", "b_wide.png"]
-    assert all(t.image.shape == (32, 32, 3) and t.image.min() >= -1 and t.image.max() <= 1 for t in targets)
-    assert len(ev.image_targets(tmp_path, 32, limit=1)) == 1
+    found = targets.image_targets(tmp_path, 32)
+    assert [t.name for t in found] == ["a.jpg", "b_wide.png"]
+    assert all(t.image.shape == (32, 32, 3) and t.image.min() >= -1 and t.image.max() <= 1 for t in found)
+    assert len(targets.image_targets(tmp_path, 32, limit=1)) == 1
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(InputError, match="no image files"):
-        ev.image_targets(empty, 32)
+        targets.image_targets(empty, 32)
 
 
 def test_baseline_choice(monkeypatch):
     monkeypatch.setitem(sys.modules, "cv2", None)  # OpenCV missing
-    chosen, notes = ev.resolve_baselines("auto")
+    chosen, notes = plan.resolve_baselines("auto")
     assert chosen == ["mean", "biharmonic"] and "telea" in notes[0]
-    assert ev.resolve_baselines("none") == ([], [])
+    assert plan.resolve_baselines("none") == ([], [])
     with pytest.raises(InputError, match="telea"):
-        ev.resolve_baselines("mean,telea")
+        plan.resolve_baselines("mean,telea")
     with pytest.raises(InputError, match="unknown baselines"):
-        ev.resolve_baselines("median")
+        plan.resolve_baselines("median")
 
 
 def test_bad_study_arguments(models, tmp_path):
     with pytest.raises(InputError, match="either --images DIR or --gan-samples"):
         ev.evaluate(models["G"], tmp_path / "x", lpips_model=models["lpips"])
     with pytest.raises(InputError, match="strictly between 0 and 1"):
-        ev.parse_ratios("0.3,1.0")
+        plan.parse_ratios("0.3,1.0")
     with pytest.raises(InputError, match="unknown mask families"):
-        ev.parse_families("center,circles")
+        plan.parse_families("center,circles")
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "other.txt").write_text("x")
     with pytest.raises(InputError, match="holds no evaluation"):
@@ -264,3 +268,73 @@ def test_bad_options_are_refused_before_anything_is_written(models, runs, tmp_pa
             assert not out.exists()
         else:
             assert (study.read_bytes(), study.stat().st_mtime_ns) == before
+
+
+# ---------------------------------------------------------------------------------------------
+# The parts of a study on their own (no generator needed).
+
+def _toy_case(size=32, seed=0):
+    rng = np.random.default_rng(seed)
+    img = rng.uniform(-1, 1, (size, size, 3)).astype(np.float32)
+    hole = np.zeros((size, size), bool)
+    hole[8:20, 6:24] = True
+    return plan.Case("t__center__0.3", targets.Target("t", img, "test", records.digest(img)), "center", 0.3, hole)
+
+
+@pytest.mark.parametrize("size", [32, 300])
+def test_picture_tiles_cut_out_what_case_picture_laid_out(size):
+    """The report cuts a case picture's tiles with the layout pictures.case_picture drew it with."""
+    from jax_inpaint import images as imio
+
+    case = _toy_case(size)
+    rng = np.random.default_rng(1)
+    completions = rng.uniform(-1, 1, (2, size, size, 3)).astype(np.float32)
+    fills = {"mean": rng.uniform(-1, 1, (size, size, 3)).astype(np.float32)}
+    scores = {m: np.arange(3, dtype=np.float32) + 20 for m in records.METRICS}
+    picture, info = pictures.case_picture(case, completions, [5, 7], fills, scores)
+    assert [t["label"] for t in info] == ["ground truth", f"masked {100 * case.hole_ratio:.0f}%", "seed 5", "seed 7",
+                                         "mean"]
+    tiles = pictures.picture_tiles(picture, len(info))
+    t = pictures.tile_size(size)
+    assert t == min(max(size, 128), 256)
+    for tile, img in zip(tiles, [case.target.image, None, *completions, fills["mean"]]):
+        assert tile.shape == (t, t, 3)
+        if img is not None:
+            np.testing.assert_array_equal(tile, imio.display_tile(img, t))
+
+
+def test_store_keeps_one_study_per_folder(tmp_path):
+    out = str(tmp_path / "study")
+    fp = {"config": {"steps": 20, "lr": 0.1}, "seeds": [0, 1], "score": float("nan")}
+    store.check_study(out, fp)
+    saved = json.loads((tmp_path / "study" / "study.json").read_text())
+    assert saved["fingerprint"]["score"] is None  # NaN stored as null, and compared as stored
+    store.check_study(out, fp)  # the same study again: fine
+    with pytest.raises(InputError, match=r"config\.steps: 20 -> 21; seeds: \[0, 1\] -> \[0, 2\]"):
+        store.check_study(out, {**fp, "config": {"steps": 21, "lr": 0.1}, "seeds": [0, 2]})
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "x.txt").write_text("x")
+    with pytest.raises(InputError, match="holds no evaluation"):
+        store.check_study(str(tmp_path / "other"), fp)
+
+    case = _toy_case()
+    h = records.fingerprint_hash(fp)
+    key = store.case_key(h, case)
+    moved = plan.Case(case.id, case.target, case.family, case.ratio, np.roll(case.hole, 1, axis=1))
+    assert store.case_key(h, case) == key != store.case_key(h, moved)
+    assert key != store.case_key(records.fingerprint_hash({**fp, "seeds": [0, 2]}), case)
+    assert store.load_record(out, case.id) is None
+    records.write_json(store.record_path(out, case.id), {"key": key, "rows": [{"psnr_hole_best": float("inf")}]})
+    assert store.load_record(out, case.id) == {"key": key, "rows": [{"psnr_hole_best": None}]}
+    with open(store.record_path(out, case.id), "w") as f:
+        f.write('{"key": ')  # cut short: recomputed, not an error
+    assert store.load_record(out, case.id) is None
+
+
+def test_records_differences_and_digests():
+    assert records.differences({"a": {"b": 1, "c": [1]}, "d": "x"}, {"a": {"b": 2, "c": [1]}, "e": 1}) == [
+        "a.b: 1 -> 2", "d: \"x\" -> null", "e: null -> 1"]
+    assert records.short(list(range(100)), 20) == "[0, 1, 2, 3, 4, 5..."
+    a = np.arange(6, dtype=np.float32)
+    assert records.digest(a) != records.digest(a.reshape(2, 3)) != records.digest(a.astype(np.float64))
+    assert records.digest("x", 1) == records.digest("x", "1") and len(records.digest(a)) == 16

@@ -15,11 +15,11 @@ from click.testing import CliRunner
 from PIL import Image
 
 from image_tools import GREY, RGB, write_png
-from jax_inpaint.cli import main, parse_prompts, parse_seeds
+from jax_inpaint.cli import main, parse_seeds
 from jax_inpaint.errors import InputError
 from jax_inpaint.images import MAX_PIXELS, read_gray, read_rgb
 from jax_inpaint.inversion.inpainter import parse_attributes, prepare_inputs
-from jax_inpaint.inversion.config import InpaintConfig, check_option, check_seeds, load_config
+from jax_inpaint.inversion.config import InpaintConfig, check_option, check_seeds, load_config, parse_prompts
 
 ORIENTATION = 0x0112
 
@@ -179,8 +179,10 @@ def test_long_prompt_is_cut_with_one_notice(tmp_path, data_dir):
 
 
 def test_prompts_and_attributes_parsed():
-    assert parse_prompts(["a smile", "red hair::2", "x::y::0.5"]) == [("a smile", 1.0), ("red hair", 2.0),
-                                                                      ("x::y", 0.5)]
+    assert parse_prompts(["a smile", "red hair::2", "x::y::0.5"]) == (("a smile", 1.0), ("red hair", 2.0),
+                                                                      ("x::y", 0.5))
+    assert parse_prompts("a smile|red hair::2") == (("a smile", 1.0), ("red hair", 2.0))  # a manifest cell
+    assert parse_prompts(None) == parse_prompts("") == ()
     # the same target twice is kept once; different targets are an error (test_bad_input)
     assert parse_attributes(["Smiling=1", " Smiling = 1.0 ", "Eyeglasses=0"]) == {"Smiling": 1.0, "Eyeglasses": 0.0}
     assert parse_attributes(["Smiling=0.25"]) == {"Smiling": 0.25}

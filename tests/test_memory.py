@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 import jax_inpaint.inversion.inpainter as I
+import jax_inpaint.inversion.outputs as O
 import jax_inpaint.inversion.search as S
 from jax_inpaint.cli import main
 
@@ -32,7 +33,8 @@ def _run(args):
 
 
 def test_seeds_whose_outputs_do_not_fit_are_refused_up_front(face, tmp_path, monkeypatch):
-    monkeypatch.setattr(S, "host_available_memory", lambda: 1 << 30)  # 1 GiB free
+    for module in (S, I):  # where it is defined, and the driver's (which checks the outputs' share)
+        monkeypatch.setattr(module, "host_available_memory", lambda: 1 << 30)  # 1 GiB free
 
     def no_search(*a, **k):
         raise AssertionError("compiled a search for seeds that were going to be refused")
@@ -44,8 +46,8 @@ def test_seeds_whose_outputs_do_not_fit_are_refused_up_front(face, tmp_path, mon
     lines = [ln for ln in stderr.splitlines() if ln.strip()]
     assert code == 2, (stdout, stderr)
     assert len(lines) == 1 and lines[0].startswith("Error: --seeds: 10,000 seeds"), stderr
-    per_seed = I.host_bytes_per_seed(I.build_objective("demo-faces", I.resolve_config("demo")).models.G,
-                                     I.resolve_config("demo"))
+    inpainter = I.Inpainter("demo-faces", config="demo")
+    per_seed = I.host_bytes_per_seed(inpainter.G, inpainter.cfg)
     assert "host memory" in lines[0] and f"at most {int(0.5 * (1 << 30) // per_seed):,} seeds" in lines[0]
     assert "Traceback" not in stderr and not out.exists()
 
@@ -57,7 +59,7 @@ def test_many_seeds_run_in_bounded_batches_and_metric_calls(face, tmp_path, monk
     monkeypatch.setattr(S, "CPU_MAX_BATCH", 8)
     monkeypatch.setattr(I, "METRIC_BYTES", 5 * I.PIXEL_BYTES * 32 * 32)
     monkeypatch.setattr(I, "MAX_DIVERSITY_PAIRS", 20)
-    monkeypatch.setattr(I, "MAX_CURVES", 4)
+    monkeypatch.setattr(O, "MAX_CURVES", 4)
     sizes = []
     real_chunked = I.chunked
 

@@ -22,8 +22,9 @@ from PIL import Image
 from jax_inpaint import files
 from jax_inpaint.cli import main
 from jax_inpaint.errors import InputError
-from jax_inpaint.inversion.inpainter import InpaintResult, save_result
 from jax_inpaint.inversion.config import InpaintConfig
+from jax_inpaint.inversion.inpainter import InpaintResult
+from jax_inpaint.inversion.outputs import save_result
 
 OURS = ("grid.png", "latents.npz", "loss.png", "metrics.json")
 
@@ -171,11 +172,11 @@ def test_cli_full_disk_on_a_new_folder_leaves_no_folder(face, tmp_path, monkeypa
 @pytest.fixture
 def no_models(monkeypatch):
     """Loading any model fails the test: the error must come before."""
-    import jax_inpaint.models.stylegan2 as sg
+    import jax_inpaint.inversion.inpainter as I  # every command loads its models through the Inpainter
 
     def loaded(*a, **k):
         raise AssertionError("a model was loaded before --out was checked")
-    monkeypatch.setattr(sg, "load_generator", loaded)
+    monkeypatch.setattr(I, "load_generator", loaded)
 
 
 @pytest.mark.parametrize("command", ["inpaint", "inpaint-batch", "evaluate"])

@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from safetensors.numpy import load_file, save_file
 
 from convert_weights.vit import convert_classifier
+from checkpoint_tools import edited_checkpoint
 from jax_inpaint.cli import main
 from jax_inpaint.errors import InputError
 from jax_inpaint.models.vit import CELEBA_ATTRIBUTES, ClassifierConfig, load_classifier
@@ -90,14 +91,7 @@ def test_gradients_finite(clf):
 # Strict conversion.
 
 def _folder_with(tmp_path, data_dir, edit):
-    src = data_dir / "vit" / "tiny-vit-celeba-hf"
-    dst = tmp_path / "src"
-    shutil.copytree(src, dst)
-    (dst / "model.safetensors").chmod(0o644)
-    state = load_file(src / "model.safetensors")
-    edit(state)
-    save_file(state, dst / "model.safetensors")
-    return dst
+    return edited_checkpoint(data_dir / "vit" / "tiny-vit-celeba-hf", tmp_path / "src", edit)
 
 
 @pytest.mark.parametrize("edit, message", [

@@ -89,16 +89,17 @@ def inpainting_vs_biharmonic(G, faces_u8: np.ndarray, hole: np.ndarray, *, seeds
     """Hole LPIPS (both images times the hole mask, as `jax-inpaint evaluate`'s lpips_hole) and hole PSNR
     of the demo inpainting (mean over seeds, then over faces) and of biharmonic inpainting.
     Returns {'gan': {...}, 'biharmonic': {...}, 'gan_wins': fraction of faces with lower hole LPIPS}."""
+    from jax_inpaint.inversion.inpainter import Inpainter
     from jax_inpaint.study.baselines import biharmonic
-    from jax_inpaint.inversion.inpainter import inpaint
     from jax_inpaint.study.metrics import masked_psnr
 
     dist = jax.jit(lambda a, b: lpips_model.masked_input_distance(lpips_model.params, a, b,
                                                                     jnp.asarray(hole, jnp.float32)))
+    inpainter = Inpainter(G, **options)
     gan_lp, bh_lp, gan_psnr, bh_psnr = [], [], [], []
     for img in faces_u8:
         gt = images.to_float(img)
-        res = inpaint(img, hole, G, seeds=seeds, progress=progress, **options)
+        res = inpainter(img, hole, seeds, progress=progress)
         comp = res.completions
         gan_lp.append(float(np.mean(np.asarray(dist(jnp.asarray(comp), jnp.broadcast_to(gt, comp.shape))))))
         gan_psnr.append(float(np.mean(masked_psnr(comp, np.broadcast_to(gt, comp.shape),
@@ -116,13 +117,13 @@ def attribute_control(G, classifier, faces_u8: np.ndarray, hole: np.ndarray, *, 
                       seeds: Sequence[int], progress: bool = False, **options) -> dict:
     """Inpaint each face with attribute = 1 and attribute = 0: the classifier's probability of it per
     face and seed, and the success rates (p > 0.5 for the target 1, p < 0.5 for 0)."""
-    from jax_inpaint.inversion.inpainter import inpaint
+    from jax_inpaint.inversion.inpainter import Inpainter
 
+    inpainter = Inpainter(G, classifier=classifier, **options)  # two objectives: the targets 1 and 0
     probs = {1: [], 0: []}
     for img in faces_u8:
         for target in (1, 0):
-            res = inpaint(img, hole, G, seeds=seeds, classifier=classifier, attributes={attribute: float(target)},
-                          progress=progress, **options)
+            res = inpainter(img, hole, seeds, attributes={attribute: float(target)}, progress=progress)
             probs[target].append([e["attributes"][attribute] for e in res.metrics["seeds"]])
     p1, p0 = np.asarray(probs[1]), np.asarray(probs[0])
     return {"p_target1": p1.tolist(), "p_target0": p0.tolist(),

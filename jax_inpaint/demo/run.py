@@ -65,27 +65,25 @@ def run_demo(out: str | os.PathLike, *, seeds: Sequence[int] = range(4), steps: 
     Returns {'grid': path, 'folders': {row: path}, 'smiling': {row: [p per seed]},
     'truth': {label: bool}, 'seconds': float}.
     """
-    from jax_inpaint.inversion.inpainter import inpaint, masked_preview, save_result
-    from jax_inpaint.models.stylegan2 import load_generator
-    from jax_inpaint.models.vit import load_classifier
+    from jax_inpaint.inversion.config import check_seeds
+    from jax_inpaint.inversion.inpainter import Inpainter
+    from jax_inpaint.inversion.outputs import masked_preview, save_result
 
     t0 = time.time()
     out = os.fspath(out)
-    seeds = [int(s) for s in seeds]
+    seeds = check_seeds(seeds)
     os.makedirs(out, exist_ok=True)
-    G = load_generator(generator) if isinstance(generator, (str, os.PathLike)) else generator
-    clf = load_classifier(classifier) if isinstance(classifier, (str, os.PathLike)) else classifier
-    size = G.img_resolution
-    img, truth = demo_face(face, size)
-    hole = mouth_hole(size)
     options = dict(DEMO_OPTIONS)
     if steps is not None:
         options["steps"] = int(steps)
     options["chunk"] = min(options["chunk"], options["steps"])
+    inpainter = Inpainter(generator, classifier=classifier, **options)  # the models, loaded once for the 3 rows
+    size = inpainter.G.img_resolution
+    img, truth = demo_face(face, size)
+    hole = mouth_hole(size)
     tiles, labels, folders, probs = [], [], {}, {}
     for row, attributes in ROWS:
-        res = inpaint(img, hole, G, seeds=seeds, classifier=clf, attributes=attributes, progress=progress,
-                      **options)
+        res = inpainter(img, hole, seeds, attributes=attributes, progress=progress)
         folders[row] = os.path.join(out, row)
         save_result(res, folders[row])
         p = [e["attributes"]["Smiling"] for e in res.metrics["seeds"]]

@@ -37,11 +37,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jax_inpaint import images
+from jax_inpaint import files, images
 from jax_inpaint.models import folders as checkpoint
 from jax_inpaint.errors import InputError
 from jax_inpaint.models.stylegan2 import (KIND, DiscriminatorConfig, DiscriminatorModule, GeneratorConfig,
-                                   GeneratorModule)
+                                   GeneratorModule, discriminator_inputs, generator_inputs)
+from jax_inpaint.models.variables import init_variables
 
 Array = jax.Array
 
@@ -117,9 +118,7 @@ def face_data(n: int, *, size: int, seed: int, cache_dir: str | os.PathLike) -> 
             return f["images"], f["labels"]
     os.makedirs(os.path.dirname(path), exist_ok=True)
     imgs, labs, _ = faces.render_dataset(n, seed=seed, size=size)
-    tmp = path + f".tmp-{os.getpid()}.npz"
-    np.savez(tmp, images=imgs, labels=labs)
-    os.replace(tmp, path)
+    files.atomic_write(path, lambda tmp: np.savez(tmp, images=imgs, labels=labs), suffix=".npz")
     return imgs, labs
 
 
@@ -156,10 +155,8 @@ def optimizers(cfg: GanTrainConfig) -> tuple[optax.GradientTransformation, optax
 def init_state(cfg: GanTrainConfig, *, key: Array) -> TrainState:
     gcfg, dcfg = cfg.generator, cfg.discriminator
     kg, kd = jax.random.split(key)
-    noise = {k: jnp.zeros(s) for k, s in gcfg.noise_shapes.items()}
-    gv = GeneratorModule(gcfg).init({"params": kg}, jnp.zeros((1, gcfg.z_dim)), None, noise)
-    img = jnp.zeros((1, cfg.resolution, cfg.resolution, 3))
-    dp = DiscriminatorModule(dcfg).init({"params": kd}, img)["params"]
+    gv = init_variables(GeneratorModule(gcfg), generator_inputs(gcfg), kg)
+    dp = init_variables(DiscriminatorModule(dcfg), discriminator_inputs(dcfg), kd)["params"]
     gopt, dopt = optimizers(cfg)
     return TrainState(step=jnp.zeros((), jnp.int32), g_params=gv["params"], g_buffers=gv["buffers"],
                       g_ema=jax.tree.map(jnp.copy, gv["params"]), d_params=dp, g_opt=gopt.init(gv["params"]), d_opt=dopt.init(dp))
@@ -327,10 +324,7 @@ def train(cfg: GanTrainConfig, out: str | os.PathLike, *, cache_dir: str | os.Pa
     def save_info():
         info.update(step=int(state.step), images_seen=int(state.step) * cfg.batch,
                     seconds=seconds0 + time.time() - t0, machine=machine_description())
-        tmp = cfg_path + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(info, f, indent=1)
-        os.replace(tmp, cfg_path)
+        files.write_json(cfg_path, info)
 
     def write_samples(step):
         grid = images.image_grid(list(sample_grid(cfg, state, grid_z)), ncols=8, pad=1)

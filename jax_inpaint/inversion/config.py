@@ -121,6 +121,9 @@ def check_combination(cfg: "InpaintConfig") -> None:
 
 MAX_SEEDS = 1_000_000
 MAX_SEED = 2**32 - 1
+# The seeds of the K completions when none are given: inpaint(), run_batch(), evaluate() and the
+# --seeds of `inpaint`, `inpaint-batch` and `evaluate` (README: 0-7).
+DEFAULT_SEEDS = range(8)
 
 
 def check_seeds(seeds, what: str = "--seeds") -> list[int]:
@@ -147,6 +150,17 @@ def check_seeds(seeds, what: str = "--seeds") -> list[int]:
         dup = sorted(s for s, n in collections.Counter(out).items() if n > 1)[:5]
         raise InputError(f"{what}: seeds must be distinct (repeated: {', '.join(map(str, dup))})")
     return out
+
+
+def untraced(default, why: str):
+    """A field of InpaintConfig that does not change the compiled search program (it acts before or
+    after it): `why` says where it acts. Every other field is traced: it is part of the program's
+    cache key (`inversion.objective.ProgramSpec`), so a new option recompiles unless marked here."""
+    return dataclasses.field(default=default, metadata={"traced": False, "why": why})
+
+
+def is_traced(field: dataclasses.Field) -> bool:
+    return field.metadata.get("traced", True)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -207,9 +221,9 @@ class InpaintConfig:
     # Running it.
     chunk: int = 25
     """Steps per compiled chunk between progress updates (no host round trip inside a chunk)."""
-    batch: int = 0
+    batch: int = untraced(0, "how seeds are grouped; the batch size is a key of its own (search.get_search)")
     """Seeds optimised at once; 0 = all of them, split into equal batches when the compiled search does not fit in memory (on CPU: at most 256)."""
-    feather: float = 2.0
+    feather: float = untraced(2.0, "pastes the known pixels back after the search (inpainter.composite)")
     """Width in pixels of the seam where known pixels are blended with the completion."""
 
     def __post_init__(self):
@@ -222,6 +236,11 @@ class InpaintConfig:
         if unknown:
             raise InputError(f"unknown inpainting options: {', '.join(unknown)}")
         return dataclasses.replace(self, **kw)
+
+    def traced(self) -> "InpaintConfig":
+        """This config with every untraced option at its default: what the compiled program depends on
+        (equal for two configs that compile to the same program)."""
+        return dataclasses.replace(self, **{f.name: f.default for f in dataclasses.fields(self) if not is_traced(f)})
 
 
 def field_help() -> dict[str, str]:
@@ -270,6 +289,30 @@ def check_prompts(prompts, what: str = "--prompt") -> tuple[tuple[str, float], .
             raise InputError(f"{what} {text!r}: the weight must be a finite number > 0 (got {weight!r})")
         out.append((text, float(weight)))
     return tuple(out)
+
+
+def parse_prompts(prompts, what: str = "--prompt") -> tuple[tuple[str, float], ...]:
+    """Prompts as written by a user -> checked ((text, weight), ...) (check_prompts): each a text with an
+    optional weight after the last '::' ('red hair::2'), or a (text, weight) pair; a single string holds
+    several separated by '|' (a manifest cell); None or '' is none."""
+    if prompts is None or (isinstance(prompts, str) and not prompts.strip()):
+        return ()
+    if isinstance(prompts, str):
+        prompts = [p for p in prompts.split("|") if p.strip()]
+    out = []
+    for p in prompts:
+        if not isinstance(p, str):
+            out.append(p)
+            continue
+        text, sep, weight = p.rpartition("::")
+        if not sep:
+            out.append((p, 1.0))
+            continue
+        try:
+            out.append((text, float(weight)))
+        except ValueError:
+            raise InputError(f"{what} {p!r}: the weight after '::' must be a number") from None
+    return check_prompts(out, what)
 
 
 def check_attributes(attributes, what: str = "--attribute") -> tuple[tuple[str, float], ...]:

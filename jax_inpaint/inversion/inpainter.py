@@ -1,94 +1,34 @@
-"""`inpaint()`: a photo, a hole and a StyleGAN2 -> K diverse completions, with metrics and pictures."""
+"""The driver of every inpainting run: `Inpainter` resolves the options and loads the models once,
+builds one objective per set of constraints (prompts, attribute targets) and reuses it, and turns
+(image, mask, seeds) into an `InpaintResult`: the K completions, their metrics and loss histories.
+
+`inpaint()` is one call of a new Inpainter; `jax-inpaint inpaint-batch` (jax_inpaint.batch) and
+`jax-inpaint evaluate` (jax_inpaint.study.evaluate) build one Inpainter per run and call it, or its
+steps (`objective`, `prepare`, `run_search`, `finish`), for every image. Writing a result:
+jax_inpaint.inversion.outputs (`save_result`); reading the image and mask: jax_inpaint.inversion.inputs.
+"""
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
-import re
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import jax
 import numpy as np
-from PIL import Image
 
-from jax_inpaint import files, images
 from jax_inpaint.errors import InputError
+from jax_inpaint.inversion.config import DEFAULT_SEEDS, InpaintConfig, check_seeds, load_config
+# The image and mask, and the files of a result, have their own modules; their names are also
+# importable from here, where they were up to 0.1 (`from jax_inpaint.inpaint import save_result`).
+from jax_inpaint.inversion.inputs import Inputs, load_mask, parse_attributes, prepare_inputs  # noqa: F401
 from jax_inpaint.inversion.objective import Constraints, Models, Objective
-from jax_inpaint.inversion.config import InpaintConfig, check_seeds, load_config
-from jax_inpaint.inversion.search import SearchResult, batches, fit_search, w_statistics
-
-
-# ---------------------------------------------------------------------------------------------
-# Inputs.
-
-@dataclasses.dataclass
-class Inputs:
-    target: np.ndarray  # [R, R, 3] float32 in [-1, 1]
-    hole: np.ndarray  # [R, R] bool, True = missing
-    notices: list[str]
-
-
-def _is_preset(spec: str) -> bool:
-    from jax_inpaint.masks import PRESETS
-    return spec in PRESETS or spec.startswith("rect:")
-
-
-def load_mask(mask, shape: tuple[int, int], *, invert: bool = False) -> np.ndarray:
-    """A mask file (white = hole), a preset ('center', 'left', 'rect:x,y,w,h', ...) or a bool array,
-    as a bool [H, W] hole mask of the image's shape."""
-    if isinstance(mask, (str, os.PathLike)):
-        spec = os.fspath(mask)
-        if os.path.exists(spec) or not _is_preset(spec):
-            gray = images.read_gray(spec)
-            if gray.shape != tuple(shape):
-                raise InputError(f"{spec}: the mask is {gray.shape[1]}x{gray.shape[0]} pixels, the image "
-                                 f"{shape[1]}x{shape[0]}: they must match")
-            hole = gray >= 128
-        else:
-            from jax_inpaint.masks import preset_mask
-            hole = preset_mask(spec, tuple(shape))
-    else:
-        hole = np.asarray(mask)
-        if hole.shape != tuple(shape):
-            raise InputError(f"mask of shape {hole.shape} does not match the image ({shape})")
-        hole = hole.astype(bool) if hole.dtype == bool else hole > 0.5
-    return ~hole if invert else hole
-
-
-def prepare_inputs(image, mask, resolution: int, *, invert_mask: bool = False) -> Inputs:
-    """Read/convert the image and mask and bring both to the generator's resolution."""
-    notices = []
-    if isinstance(image, (str, os.PathLike)):
-        img = images.read_rgb(image)
-    else:  # uint8 [H,W(,C)], or float [H,W(,C)] in [-1, 1] used without quantisation
-        img = np.asarray(image)
-        if img.ndim == 2:
-            img = np.repeat(img[..., None], 3, -1)
-        if img.ndim != 3 or img.shape[-1] not in (1, 3, 4):
-            raise InputError(f"image array must be [H, W, 3], got {img.shape}")
-        img = np.repeat(img, 3, -1) if img.shape[-1] == 1 else img[..., :3]
-        if img.dtype.kind not in "uif" or (img.dtype.kind == "f" and not np.isfinite(img).all()):
-            raise InputError(f"image array must hold finite numbers, got {img.dtype}"
-                             + (" with NaN/inf" if img.dtype.kind == "f" else ""))
-    h, w = img.shape[:2]
-    hole = load_mask(mask, (h, w), invert=invert_mask)
-    if (h, w) != (resolution, resolution):
-        s = min(h, w)
-        top, left = (h - s) // 2, (w - s) // 2
-        notices.append(f"the image is {w}x{h}: centre-cropped to {s}x{s} and resized to the generator's "
-                       f"{resolution}x{resolution} (Lanczos; the mask: nearest)")
-        if img.dtype != np.uint8:
-            img = images.to_uint8(img)
-        img = images.center_crop_resize(img, resolution)
-        m = Image.fromarray(hole[top:top + s, left:left + s].astype(np.uint8) * 255)
-        hole = np.asarray(m.resize((resolution, resolution), Image.NEAREST)) >= 128
-    if not hole.any():
-        raise InputError("the mask has no hole (no white pixels): nothing to fill "
-                         "(use --invert-mask if black marks the hole)")
-    if hole.all():
-        raise InputError("the hole covers the whole image: no known pixels to match")
-    target = images.to_float(img) if img.dtype == np.uint8 else img.astype(np.float32)
-    return Inputs(target, hole, notices)
+from jax_inpaint.inversion.outputs import masked_preview, plot_losses, save_result  # noqa: F401
+from jax_inpaint.inversion.search import (SearchResult, _gb, batches, fit_search, get_search, host_available_memory,
+                                          w_statistics)
+from jax_inpaint.models.clip import load_clip
+from jax_inpaint.models.lpips import load_lpips
+from jax_inpaint.models.stylegan2 import class_vector, load_discriminator, load_generator
+from jax_inpaint.models.vit import load_classifier
 
 
 # ---------------------------------------------------------------------------------------------
@@ -256,76 +196,7 @@ def compute_metrics(objective: Objective, frozen, res: SearchResult, raw: np.nda
 
 
 # ---------------------------------------------------------------------------------------------
-# The library function.
-
-def _load(obj, loader):
-    return loader(obj) if isinstance(obj, (str, os.PathLike)) else obj
-
-
-def build_objective(generator, cfg: InpaintConfig, *, prompts=None, attributes=None, clip=None, classifier=None,
-                    discriminator=None, lpips_model=None, class_idx: int | None = None) -> Objective:
-    """Load what the options need (models given as objects or folders) and build the objective.
-
-    LPIPS is loaded even when the search does not use it: the metrics (known-region LPIPS, diversity) do.
-    """
-    from jax_inpaint.models.stylegan2 import load_discriminator, load_generator
-
-    G = _load(generator, load_generator)
-    constraints = Constraints.make(attributes, prompts)
-    c = None
-    if G.c_dim:
-        from jax_inpaint.models.stylegan2 import class_vector
-        c = class_vector(G, class_idx, 1)[0]
-    elif class_idx is not None:
-        raise InputError("--class given, but the generator is not conditional")
-    if constraints.prompts and clip is None:
-        raise InputError("prompts need a CLIP model folder (--clip)")
-    if constraints.attributes and classifier is None:
-        raise InputError("attribute targets need a classifier folder (--classifier)")
-    if cfg.realism > 0 and discriminator is None:
-        if not isinstance(generator, (str, os.PathLike)):
-            raise InputError("the realism term needs the discriminator: pass discriminator=")
-        discriminator = generator  # the converted folder holds D beside G
-    if lpips_model is None:
-        from jax_inpaint.models.lpips import load_lpips
-        lpips_model = load_lpips()
-    models = Models(G=G, lpips=lpips_model,
-                    clip=None if clip is None else _load(clip, _loader("clip", "load_clip")),
-                    classifier=None if classifier is None else _load(classifier, _loader("vit", "load_classifier")),
-                    D=None if cfg.realism <= 0 else _load(discriminator, load_discriminator))
-    return Objective(models, cfg, constraints, c)
-
-
-def resolve_config(config=None, **options) -> InpaintConfig:
-    """An InpaintConfig from a config object / YAML path / preset name, plus option overrides."""
-    if isinstance(config, InpaintConfig):
-        return config.replace(**{k: v for k, v in options.items() if v is not None})
-    return load_config(config, **options)
-
-
-def finish(objective: Objective, frozen, res: SearchResult, inputs: Inputs) -> InpaintResult:
-    """From the search's best iterates to the completions, their metrics and the result object."""
-    G, cfg = objective.models.G, objective.cfg
-    dropped = [s for s, a in zip(res.seeds, res.alive) if not a]
-    if dropped and len(dropped) == len(res.seeds):
-        raise InputError(f"every seed's loss became NaN/inf (seeds {dropped}); try a lower learning rate")
-    res = _select(res, np.asarray(res.alive, bool))
-    def synth(ws, noise):
-        return G.synthesis(ws, noise=noise) if noise else G.synthesis(ws, noise_mode="none")
-
-    def take(idx):
-        return res.ws[idx], {k: v[idx] for k, v in (res.noise or {}).items()}
-
-    # In calls of a bounded size (the memory of one call does not grow with K).
-    raw = chunked(synth, len(res.seeds), take, metric_chunk(len(res.seeds), G.img_resolution))
-    comp = composite(raw, inputs.target, inputs.hole, cfg.feather)
-    metrics = compute_metrics(objective, frozen, res, raw, comp, inputs.target, inputs.hole)
-    if dropped:
-        metrics["dropped_seeds"] = dropped
-    metrics["config"] = dataclasses.asdict(cfg)
-    return InpaintResult(res.seeds, dropped, inputs.target, inputs.hole, comp, raw, res.ws, res.noise, res.history,
-                         metrics, cfg, inputs.notices)
-
+# Host memory of the outputs.
 
 # Host memory that the outputs of one seed take until they are written, as a multiple of its final
 # image (float32 [R,R,3]): raw and completion, their clipped copies for the metrics, the grid tile and
@@ -345,8 +216,6 @@ def host_bytes_per_seed(G, cfg: InpaintConfig) -> int:
 def check_host_memory(num_seeds: int, G, cfg: InpaintConfig) -> int:
     """The host bytes the outputs of `num_seeds` seeds will take; a one-line InputError (before any
     compiling) when that is more than HOST_FRACTION of the host's available memory."""
-    from jax_inpaint.inversion.search import _gb, host_available_memory
-
     per_seed = host_bytes_per_seed(G, cfg)
     need = num_seeds * per_seed
     avail = host_available_memory()
@@ -358,11 +227,168 @@ def check_host_memory(num_seeds: int, G, cfg: InpaintConfig) -> int:
     return need
 
 
-def inpaint(image, mask, generator, *, seeds: Sequence[int] = tuple(range(8)), config=None,
+# ---------------------------------------------------------------------------------------------
+# The driver.
+
+def resolve_config(config=None, **options) -> InpaintConfig:
+    """An InpaintConfig from a config object / YAML path / preset name, plus option overrides."""
+    if isinstance(config, InpaintConfig):
+        return config.replace(**{k: v for k, v in options.items() if v is not None})
+    return load_config(config, **options)
+
+
+def check_constraint_models(prompts=None, attributes=None, *, clip=None, classifier=None) -> None:
+    """Prompts need a CLIP model, attribute targets a classifier (given as objects or folders): a one-line
+    InputError otherwise (the drivers call this before loading anything)."""
+    if prompts and clip is None:
+        raise InputError("prompts need a CLIP model folder (--clip)")
+    if attributes and classifier is None:
+        raise InputError("attribute targets need a classifier folder (--classifier)")
+
+
+def _model(obj, loader):
+    """A model given as an object, or as a folder / shipped name that `loader` loads."""
+    return loader(obj) if isinstance(obj, (str, os.PathLike)) else obj
+
+
+class Inpainter:
+    """The options and the models of inpainting runs, resolved and loaded once; call it to fill a hole.
+
+        inpainter = Inpainter("models/ffhq", config="fast", classifier="models/celeba-vit", steps=300)
+        result = inpainter("face.png", "center", range(8), attributes={"Smiling": 1.0})
+
+    generator, clip, classifier, discriminator, lpips_model: models, or folders (shipped names) to load;
+    LPIPS is loaded even when the search does not use it (the metrics do); the discriminator only for
+    the realism term (by default from the generator's folder). `config`: an InpaintConfig, a YAML file
+    or a preset name; `options` override single InpaintConfig fields. `class_idx`: the class of a
+    conditional generator.
+
+    The objective (and the CLIP embeddings of its prompts) is built once per set of constraints and
+    reused by every later call that asks for the same ones; the compiled search is cached by the
+    objective's spec (jax_inpaint.inversion.search.get_search), so new images, masks and seeds reuse it.
+    """
+
+    def __init__(self, generator, *, config=None, clip=None, classifier=None, discriminator=None,
+                 lpips_model=None, class_idx: int | None = None, **options):
+        self.cfg = cfg = resolve_config(config, **options)
+        G = _model(generator, load_generator)
+        c = class_vector(G, class_idx, 1)  # a one-line InputError for a missing or needless class
+        self.class_idx = class_idx
+        self.c = None if c is None else c[0]
+        D = None
+        if cfg.realism > 0:
+            if discriminator is None:
+                if not isinstance(generator, (str, os.PathLike)):
+                    raise InputError("the realism term needs the discriminator: pass discriminator=")
+                discriminator = generator  # the converted folder holds D beside G
+            D = _model(discriminator, load_discriminator)
+        self.models = Models(G=G, lpips=load_lpips() if lpips_model is None else lpips_model,
+                             clip=None if clip is None else _model(clip, load_clip),
+                             classifier=None if classifier is None else _model(classifier, load_classifier), D=D)
+        self._built: dict[Constraints, tuple[Objective, dict]] = {}  # constraints -> (objective, its frozen tree)
+
+    @property
+    def G(self):
+        return self.models.G
+
+    # The steps of a run (inpaint-batch drives them itself) -------------------------------------
+    def objective(self, prompts: Sequence[str | tuple[str, float]] | None = None,
+                  attributes: Mapping[str, float] | Sequence[tuple[str, float]] | None = None) -> Objective:
+        """The objective for these constraints: built (and checked) on first use, then reused."""
+        constraints = Constraints.make(attributes, prompts)
+        if constraints not in self._built:
+            check_constraint_models(constraints.prompts, constraints.attributes, clip=self.models.clip,
+                                    classifier=self.models.classifier)
+            objective = Objective(self.models, self.cfg, constraints, self.c)
+            self._built[constraints] = (objective, objective.frozen())
+        return self._built[constraints][0]
+
+    def frozen(self, objective: Objective) -> dict:
+        """The weights and constants of one of this Inpainter's objectives (computed once, with it)."""
+        built, frozen = self._built[objective.constraints]
+        if built is not objective:
+            raise ValueError("not an objective of this Inpainter (use Inpainter.objective)")
+        return frozen
+
+    def prepare(self, image, mask, *, invert_mask: bool = False) -> Inputs:
+        """The image and mask read, checked and brought to the generator's resolution."""
+        return prepare_inputs(image, mask, self.G.img_resolution, invert_mask=invert_mask)
+
+    def run_search(self, objective: Objective, seeds: Sequence[int], target, known, *, batch: int | None = None,
+                   sharding=None, should_stop: Callable[[], bool] | None = None,
+                   progress: Callable[[int, np.ndarray], None] | None = None) -> SearchResult:
+        """Search `seeds` with the compiled search of `batch` items (default: one per seed; fewer seeds are
+        padded). target [H,W,3] and known [H,W] (True/1 = known) are shared by the seeds, or given per seed
+        ([k,H,W,3], [k,H,W]); `sharding`, `should_stop`, `progress`: as `Search.run`."""
+        return self._run(get_search(objective, batch or len(seeds)), objective, seeds, target, known,
+                         sharding=sharding, should_stop=should_stop, progress=progress)
+
+    def _run(self, search, objective, seeds, target, known, **kw) -> SearchResult:
+        _, w_std = w_statistics(self.G)
+        return search.run(list(seeds), self.frozen(objective), target, known, w_std, **kw)
+
+    def finish(self, objective: Objective, res: SearchResult, inputs: Inputs) -> InpaintResult:
+        """From the search's best iterates to the completions, their metrics and the result object."""
+        G, cfg = self.G, self.cfg
+        dropped = [s for s, a in zip(res.seeds, res.alive) if not a]
+        if dropped and len(dropped) == len(res.seeds):
+            raise InputError(f"every seed's loss became NaN/inf (seeds {dropped}); try a lower learning rate")
+        res = res.select(np.asarray(res.alive, bool))
+
+        def synth(ws, noise):
+            return G.synthesis(ws, noise=noise) if noise else G.synthesis(ws, noise_mode="none")
+
+        def take(idx):
+            return res.ws[idx], {k: v[idx] for k, v in (res.noise or {}).items()}
+
+        # In calls of a bounded size (the memory of one call does not grow with K).
+        raw = chunked(synth, len(res.seeds), take, metric_chunk(len(res.seeds), G.img_resolution))
+        comp = composite(raw, inputs.target, inputs.hole, cfg.feather)
+        metrics = compute_metrics(objective, self.frozen(objective), res, raw, comp, inputs.target, inputs.hole)
+        if dropped:
+            metrics["dropped_seeds"] = dropped
+        metrics["config"] = dataclasses.asdict(cfg)
+        return InpaintResult(res.seeds, dropped, inputs.target, inputs.hole, comp, raw, res.ws, res.noise,
+                             res.history, metrics, cfg, inputs.notices)
+
+    # A whole run -------------------------------------------------------------------------------
+    def __call__(self, image, mask, seeds: Sequence[int] = DEFAULT_SEEDS, *,
+                 prompts: Sequence[str | tuple[str, float]] | None = None,
+                 attributes: Mapping[str, float] | None = None, invert_mask: bool = False,
+                 progress: bool = True) -> InpaintResult:
+        """Fill the hole of `image` K = len(seeds) ways by searching the generator's latent space.
+
+        image: a path, or uint8 / [-1,1] float HWC array; mask: a path (white = hole), a preset
+        ('center', 'left', 'right', 'top', 'bottom', 'rect:x,y,w,h') or a bool array (True = hole);
+        prompts: CLIP texts or (text, weight) pairs; attributes: {classifier label: target probability}.
+        """
+        seeds = check_seeds(seeds)
+        objective = self.objective(prompts, attributes)
+        inputs = self.prepare(image, mask, invert_mask=invert_mask)
+        host = check_host_memory(len(seeds), self.G, self.cfg)  # before anything is compiled or allocated
+        search = fit_search(objective, len(seeds), self.frozen(objective), reserve=host)  # batches that fit
+        groups = batches(seeds, search.batch)
+        bar = _progress_bar(progress, self.cfg.steps * len(groups), len(seeds))
+        parts = []
+        try:
+            for group in groups:
+                parts.append(self._run(search, objective, group, inputs.target, ~inputs.hole,
+                                       progress=None if bar is None else _bar_update(bar)))
+        finally:
+            if bar is not None:
+                bar.close()
+        result = self.finish(objective, SearchResult.merge(parts), inputs)
+        result.metrics["search_batch"] = search.batch  # seeds optimised at once (batch 0: as many as fit in memory)
+        return result
+
+
+def inpaint(image, mask, generator, *, seeds: Sequence[int] = DEFAULT_SEEDS, config=None,
             prompts: Sequence[str | tuple[str, float]] | None = None, attributes: Mapping[str, float] | None = None,
             clip=None, classifier=None, discriminator=None, lpips_model=None, class_idx: int | None = None,
             invert_mask: bool = False, progress: bool = True, **options) -> InpaintResult:
-    """Fill the hole of `image` K = len(seeds) ways by searching the generator's latent space.
+    """Fill the hole of `image` K = len(seeds) ways by searching the generator's latent space: one call
+    of a new `Inpainter(generator, config=..., **options)` (see there; build one Inpainter to fill
+    several images with the same models).
 
     image: a path, or uint8 / [-1,1] float HWC array; mask: a path (white = hole), a preset
     ('center', 'left', 'right', 'top', 'bottom', 'rect:x,y,w,h') or a bool array (True = hole);
@@ -370,53 +396,11 @@ def inpaint(image, mask, generator, *, seeds: Sequence[int] = tuple(range(8)), c
     a YAML file or a preset name (default, nvidia, fast, demo); `options` override single InpaintConfig fields.
     """
     cfg = resolve_config(config, **options)
-    seeds = check_seeds(seeds)
-    objective = build_objective(generator, cfg, prompts=prompts, attributes=attributes, clip=clip,
-                                classifier=classifier, discriminator=discriminator, lpips_model=lpips_model,
-                                class_idx=class_idx)
-    G = objective.models.G
-    inputs = prepare_inputs(image, mask, G.img_resolution, invert_mask=invert_mask)
-    host = check_host_memory(len(seeds), G, cfg)  # before anything is compiled or allocated
-    frozen = objective.frozen()
-    _, w_std = w_statistics(G)
-    search = fit_search(objective, len(seeds), frozen, reserve=host)  # batches that fit in memory
-    batch = search.batch
-    parts = []
-    bar = _progress_bar(progress, cfg.steps * len(batches(seeds, batch)), len(seeds))
-    try:
-        for group in batches(seeds, batch):
-            parts.append(search.run(group, frozen, inputs.target, ~inputs.hole, w_std,
-                                    progress=None if bar is None else _bar_update(bar)))
-    finally:
-        if bar is not None:
-            bar.close()
-    result = finish(objective, frozen, _merge(parts), inputs)
-    result.metrics["search_batch"] = batch  # seeds optimised at once (batch 0: as many as fit in memory)
-    return result
-
-
-def _loader(module: str, fn: str):
-    def load(path):
-        import importlib
-        return getattr(importlib.import_module(f"jax_inpaint.{module}"), fn)(path)
-    return load
-
-
-def _merge(parts: list[SearchResult]) -> SearchResult:
-    if len(parts) == 1:
-        return parts[0]
-    cat = np.concatenate
-    noise = None if parts[0].noise is None else {k: cat([p.noise[k] for p in parts]) for k in parts[0].noise}
-    return SearchResult(sum((p.seeds for p in parts), []), cat([p.ws for p in parts]), noise,
-                        cat([p.best_loss for p in parts]), cat([p.best_step for p in parts]),
-                        cat([p.alive for p in parts]),
-                        {k: cat([p.history[k] for p in parts], axis=1) for k in parts[0].history})
-
-
-def _select(res: SearchResult, keep: np.ndarray) -> SearchResult:
-    noise = None if res.noise is None else {k: v[keep] for k, v in res.noise.items()}
-    return SearchResult([s for s, k in zip(res.seeds, keep) if k], res.ws[keep], noise, res.best_loss[keep],
-                        res.best_step[keep], res.alive[keep], {k: v[:, keep] for k, v in res.history.items()})
+    seeds = check_seeds(seeds)  # before any model is loaded
+    inpainter = Inpainter(generator, config=cfg, clip=clip, classifier=classifier, discriminator=discriminator,
+                          lpips_model=lpips_model, class_idx=class_idx)
+    return inpainter(image, mask, seeds, prompts=prompts, attributes=attributes, invert_mask=invert_mask,
+                     progress=progress)
 
 
 def _progress_bar(enabled: bool, total: int, k: int):
@@ -432,116 +416,3 @@ def _bar_update(bar):
         bar.set_postfix(loss=f"{finite.mean():.4g}" if finite.size else "nan")
         bar.update(n)
     return update
-
-
-# ---------------------------------------------------------------------------------------------
-# Writing the results.
-
-def masked_preview(target: np.ndarray, hole: np.ndarray) -> np.ndarray:
-    """The input with its hole drawn as a grey checkerboard (uint8)."""
-    img = images.to_uint8(target).copy()
-    yy, xx = np.mgrid[: hole.shape[0], : hole.shape[1]]
-    cell = max(2, hole.shape[0] // 16)
-    checker = np.where(((yy // cell + xx // cell) % 2)[..., None] == 0, 150, 200).astype(np.uint8)
-    img[hole] = np.repeat(checker, 3, -1)[hole]
-    return img
-
-
-MAX_CURVES = 64
-
-
-def plot_losses(history: Mapping[str, np.ndarray], seeds: Sequence[int], path: str) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    names = [k for k in history if k != "loss"]
-    fig, axes = plt.subplots(1, 1 + len(names), figsize=(4 * (1 + len(names)), 3.2), squeeze=False)
-    shown = list(seeds)[:MAX_CURVES]  # thousands of curves say nothing more and take memory and minutes
-    for ax, name in zip(axes[0], ["loss"] + names):
-        h = history[name]
-        for i, s in enumerate(shown):
-            ax.plot(np.arange(1, h.shape[0] + 1), h[:, i], lw=1, label=f"seed {s}")
-        ax.set_title(name if len(shown) == len(seeds) else f"{name} (first {len(shown)} of {len(seeds)} seeds)")
-        ax.set_xlabel("step")
-        if np.all(h[np.isfinite(h)] > 0):
-            ax.set_yscale("log")
-        ax.grid(alpha=0.3)
-    if len(seeds) <= 10:
-        axes[0][0].legend(fontsize=7)
-    fig.tight_layout()
-    try:
-        files.atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"), suffix=".png")
-    finally:
-        plt.close(fig)
-
-
-RESULT_FILES = ("grid.png", "latents.npz", "loss.png", "metrics.json")  # + completion_<seed>.png, raw_<seed>.png
-
-
-def _previous_outputs(out: str) -> list[str]:
-    """The files an earlier `save_result` wrote into `out`: its fixed names, and the completion_/raw_
-    PNGs of the seeds its metrics.json lists (files of other names, or of seeds it does not list, are
-    not ours and are never touched)."""
-    names = [n for n in RESULT_FILES if os.path.isfile(os.path.join(out, n))]
-    try:
-        with open(os.path.join(out, "metrics.json"), encoding="utf-8") as f:
-            seeds = [int(e["seed"]) for e in json.load(f)["seeds"]]
-    except (OSError, ValueError, KeyError, TypeError):
-        return names
-    return names + [f"{kind}_{s}.png" for s in seeds for kind in ("completion", "raw")]
-
-
-def save_result(result: InpaintResult, out: str) -> dict[str, str]:
-    """Write completion_<seed>.png, raw_<seed>.png, grid.png, latents.npz, loss.png, metrics.json.
-
-    All or nothing: the files are written into a staging folder inside `out` and moved into place
-    together at the end; a failure (full disk, Ctrl-C) leaves `out` as it was and raises a one-line
-    InputError. The results of an earlier run in `out` are replaced: its completions of seeds this
-    run does not have are removed, so the folder holds exactly this run's outputs.
-    """
-    out = os.fspath(out)
-    written = {}
-    with files.staged(out, stale=lambda new: _previous_outputs(out)) as stage:
-        for i, s in enumerate(result.seeds):
-            for kind, arr in (("completion", result.completions[i]), ("raw", result.raw[i])):
-                images.save_png(os.path.join(stage, f"{kind}_{s}.png"), arr)
-                written[f"{kind}_{s}"] = f"{kind}_{s}.png"
-        tiles = [images.to_uint8(result.target), masked_preview(result.target, result.hole)]
-        tiles += [images.to_uint8(c) for c in result.completions]
-        labels = ["input", "masked"] + [f"seed {s}" for s in result.seeds]
-        grid = images.image_grid(tiles, ncols=min(len(tiles), 6),
-                                 labels=labels if result.target.shape[0] >= 48 else None)
-        images.save_png(os.path.join(stage, "grid.png"), grid)
-        written["grid"] = "grid.png"
-        lat = {"ws": result.ws.astype(np.float32), "seeds": np.asarray(result.seeds, np.int64)}
-        for k, v in (result.noise or {}).items():
-            lat[f"noise/{k}"] = np.asarray(v, np.float32)
-        with open(os.path.join(stage, "latents.npz"), "wb") as f:
-            np.savez(f, **lat)
-        written["latents"] = "latents.npz"
-        plot_losses(result.history, result.seeds, os.path.join(stage, "loss.png"))
-        written["loss"] = "loss.png"
-        files.write_json(os.path.join(stage, "metrics.json"), result.metrics)
-        written["metrics"] = "metrics.json"
-    return {k: os.path.join(out, v) for k, v in written.items()}
-
-
-def parse_attributes(specs: Sequence[str]) -> dict[str, float]:
-    """['Smiling=1', 'Eyeglasses=0'] -> {'Smiling': 1.0, 'Eyeglasses': 0.0}.
-
-    P must be a probability in [0, 1]; a name given twice must ask for the same P (recipe.check_attributes)."""
-    from jax_inpaint.inversion.config import check_attributes
-
-    pairs = []
-    for spec in specs:
-        m = re.fullmatch(r"\s*([A-Za-z0-9_]+)\s*=\s*(\S+)\s*", str(spec))
-        if not m:
-            raise InputError(f"--attribute {spec!r}: expected NAME=VALUE, e.g. Smiling=1 (VALUE: a probability)")
-        try:
-            p = float(m.group(2))
-        except ValueError:
-            raise InputError(f"--attribute {spec!r}: {m.group(2)!r} is not a number (targets are "
-                             "probabilities in [0, 1])") from None
-        pairs.append((m.group(1), p))
-    return dict(check_attributes(pairs))

@@ -10,7 +10,6 @@ from typing import Any, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from jax_inpaint.errors import InputError
 from jax_inpaint.inversion.config import InpaintConfig
@@ -75,19 +74,13 @@ def attribute_loss(logits: Array, targets: Array, kind: str, epsilon: float) -> 
     return jnp.mean(per)
 
 
-def cosine(a: Array, b: Array) -> Array:
-    """Cosine similarity of rows: a [N, D], b [P, D] -> [N, P]."""
-    a = a / jnp.linalg.norm(a, axis=-1, keepdims=True)
-    b = b / jnp.linalg.norm(b, axis=-1, keepdims=True)
-    return a @ b.T
-
-
 # ---------------------------------------------------------------------------------------------
 # The objective.
 
 @dataclasses.dataclass
 class Models:
-    """The networks an objective may use; each perception model is optional."""
+    """The networks an objective may use; each perception model is optional (`Objective.uses` says
+    when the objective uses each one)."""
 
     G: Any
     lpips: Any = None
@@ -111,9 +104,45 @@ class Constraints:
         return Constraints(check_attributes(attributes), check_prompts(prompts))
 
 
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """What one loaded network brings to a traced program: its class, its config (a frozen dataclass)
+    and the other fields of its Flax module (the generator's dtype), never its weights (arguments)."""
+
+    kind: str
+    config: Any
+    module: tuple[tuple[str, Any], ...]
+
+    @staticmethod
+    def of(model) -> "ModelSpec":
+        config, module = getattr(model, "config", None), getattr(model, "module", None)
+        fields = () if not dataclasses.is_dataclass(module) else tuple(
+            (f.name, getattr(module, f.name)) for f in dataclasses.fields(module)
+            if f.name not in ("parent", "name") and getattr(module, f.name) is not config)
+        return ModelSpec(type(model).__name__, config, fields)
+
+
+@dataclasses.dataclass(frozen=True)
+class ProgramSpec:
+    """Everything the compiled search program depends on besides the shapes of its arguments: the
+    compile-cache key (`search.get_search`). Built whole from frozen dataclasses, so nothing can be
+    left out by hand: every InpaintConfig field (less those marked `untraced`, reset to defaults),
+    every network the objective uses (by `ModelSpec`), and the shapes of the constraints. What only
+    changes data (the image, mask, seeds, prompt texts and weights, attribute targets, the class
+    vector) is an argument of the program (`Objective.frozen`) and not part of it."""
+
+    options: InpaintConfig
+    models: tuple[tuple[str, ModelSpec], ...]  # (field of Models, its spec) for each network used
+    attr_index: tuple[int, ...]  # the classifier outputs the attribute term reads
+    num_prompts: int
+    conditional: bool  # a class vector c is passed (conditional generator)
+
+
 class Objective:
     """Builds the per-seed loss. `frozen` (the weights and constants) is passed into the compiled
-    search as an argument, so new images, prompts or targets reuse the compiled program."""
+    search as an argument, so new images, prompts or targets reuse the compiled program.
+
+    What the traced loss reads from this object besides `frozen` is in `program_spec`."""
 
     def __init__(self, models: Models, cfg: InpaintConfig, constraints: Constraints = Constraints(),
                  c: Array | None = None):
@@ -137,24 +166,25 @@ class Objective:
         self.c = c
 
     @property
-    def spec(self) -> tuple:
+    def uses(self) -> dict[str, bool]:
+        """Each field of Models -> whether this objective uses that network."""
+        return {"G": True, "lpips": self.cfg.lpips > 0, "clip": bool(self.constraints.prompts),
+                "classifier": bool(self.constraints.attributes), "D": self.cfg.realism > 0}
+
+    @property
+    def program_spec(self) -> ProgramSpec:
         """What the compiled program depends on besides array shapes (the compile-cache key)."""
-        m = self.models
-
-        def cfg_of(x):
-            return None if x is None else (type(x).__name__, getattr(x, "config", None))
-
-        return (m.G.config, str(m.G.module.dtype), self.cfg, cfg_of(m.lpips) if self.cfg.lpips > 0 else None,
-                cfg_of(m.clip) if self.constraints.prompts else None,
-                cfg_of(m.classifier) if self.constraints.attributes else None,
-                cfg_of(m.D) if self.cfg.realism > 0 else None, self.attr_index, len(self.constraints.prompts),
-                self.c is not None)
+        uses = self.uses
+        models = tuple((f.name, ModelSpec.of(getattr(self.models, f.name)))
+                       for f in dataclasses.fields(Models) if uses[f.name])
+        return ProgramSpec(self.cfg.traced(), models, self.attr_index, len(self.constraints.prompts),
+                           self.c is not None)
 
     def frozen(self) -> dict:
         """Weights and constants, as a pytree of arrays."""
         m = self.models
         out = {"G": m.G.variables}
-        if self.cfg.lpips > 0:
+        if self.uses["lpips"]:
             out["lpips"] = m.lpips.params
         if self.constraints.attributes:
             out["classifier"] = m.classifier.params
@@ -164,7 +194,7 @@ class Objective:
             ids = m.clip.tokenize([p for p, _ in self.constraints.prompts])
             out["text_embeds"] = m.clip.encode_text(m.clip.params, ids)
             out["prompt_weights"] = jnp.asarray([w for _, w in self.constraints.prompts], jnp.float32)
-        if self.cfg.realism > 0:
+        if self.uses["D"]:
             out["D"] = m.D.params
         if self.c is not None:
             out["c"] = jnp.asarray(self.c, jnp.float32).reshape(1, -1)
@@ -178,8 +208,7 @@ class Objective:
 
     def clip_similarity(self, frozen, img: Array) -> Array:
         """[N,H,W,3] -> cosine similarity to each prompt [N, P]."""
-        emb = self.models.clip.encode_image(frozen["clip"], img)
-        return cosine(emb, frozen["text_embeds"])
+        return self.models.clip.similarity(frozen["clip"], img, frozen["text_embeds"])
 
     # The loss -----------------------------------------------------------------------------------
     def prepare_target(self, frozen, target: Array, known: Array) -> dict:
@@ -228,18 +257,3 @@ class Objective:
         w = self.weights()
         return sum(w[k] * v for k, v in t.items()), t
 
-
-def term_names(objective: Objective) -> list[str]:
-    """Names of the terms `objective.terms` returns, in order (without running it)."""
-    cfg, c = objective.cfg, objective.constraints
-    names = ["mse"] + (["lpips"] if cfg.lpips > 0 else [])
-    names += ["noise_reg"] if cfg.noise == "optimize" and cfg.noise_reg > 0 else []
-    names += ["w_avg_reg"] if cfg.w_avg_reg > 0 else []
-    names += ["realism"] if cfg.realism > 0 else []
-    names += ["attributes"] if c.attributes else []
-    names += ["clip"] if c.prompts else []
-    return names
-
-
-def as_numpy_tree(tree) -> Any:
-    return jax.tree.map(np.asarray, tree)

@@ -5,7 +5,8 @@ optax state, the best iterate so far and whether the seed is still alive (finite
 chunk function takes the state (donated), the first step index, the frozen weights, and one target
 image and mask per batch item (so a batch may mix images: `inpaint-batch` lays (image x seed) items
 out on a device mesh), so a new image, mask, prompt or set of seeds reuses the compiled program; only
-shapes and the options that change the program (the `Objective.spec`) compile anew.
+shapes and what changes the program (`Objective.program_spec`: the traced options, the networks'
+configs, the constraints' shapes) compile anew.
 
 Memory: `fit_search` picks the batch size. The chunk is compiled ahead of time (nothing allocated) and
 its own memory analysis says what it needs (arguments + outputs + temporaries); when the seeds do not
@@ -26,7 +27,7 @@ import numpy as np
 import optax
 
 from jax_inpaint.errors import InputError
-from jax_inpaint.inversion.objective import Objective, normalize_noise
+from jax_inpaint.inversion.objective import Objective, ProgramSpec, normalize_noise
 from jax_inpaint.inversion.config import InpaintConfig
 
 Array = jax.Array
@@ -76,9 +77,28 @@ class SearchResult:
     alive: np.ndarray  # [K] bool: False when the loss became NaN / inf
     history: dict[str, np.ndarray]  # 'loss' and each term: [steps, K]
 
+    @classmethod
+    def merge(cls, parts: Sequence["SearchResult"]) -> "SearchResult":
+        """The results of several searches (batches of seeds) as one, their seeds in order."""
+        parts = list(parts)
+        if len(parts) == 1:
+            return parts[0]
+        cat = np.concatenate
+        noise = None if parts[0].noise is None else {k: cat([p.noise[k] for p in parts]) for k in parts[0].noise}
+        return cls(sum((p.seeds for p in parts), []), cat([p.ws for p in parts]), noise,
+                   cat([p.best_loss for p in parts]), cat([p.best_step for p in parts]), cat([p.alive for p in parts]),
+                   {k: cat([p.history[k] for p in parts], axis=1) for k in parts[0].history})
+
+    def select(self, keep: np.ndarray) -> "SearchResult":
+        """The seeds where `keep` ([K] bool) is True."""
+        keep = np.asarray(keep, bool)
+        noise = None if self.noise is None else {k: v[keep] for k, v in self.noise.items()}
+        return type(self)([s for s, k in zip(self.seeds, keep) if k], self.ws[keep], noise, self.best_loss[keep],
+                          self.best_step[keep], self.alive[keep], {k: v[:, keep] for k, v in self.history.items()})
+
 
 class Search:
-    """A compiled search for one objective spec and one batch size."""
+    """A compiled search for one program spec (`Objective.program_spec`) and one batch size."""
 
     def __init__(self, objective: Objective, batch: int):
         self.objective = objective
@@ -167,19 +187,31 @@ class Search:
         return jax.lax.scan(body, state, t0 + jnp.arange(self.chunk))
 
     # Compiling it ahead of time ------------------------------------------------------------------
+    def _abstract_args(self, frozen) -> tuple[tuple, tuple]:
+        """Arguments of the init and chunk programs for this batch size, as shapes (nothing allocated)."""
+        b, res = self.batch, self.G.img_resolution
+        f32 = jnp.float32
+        keys = jax.eval_shape(jax.vmap(jax.random.key), jax.ShapeDtypeStruct((b,), jnp.uint32))
+        w_std = jax.ShapeDtypeStruct((), f32)
+        init_args = (keys, frozen, w_std, frozen.get("c"))
+        state = jax.eval_shape(self._init, *init_args)
+        return init_args, (state, jax.ShapeDtypeStruct((), jnp.int32), frozen,
+                           jax.ShapeDtypeStruct((b, res, res, 3), f32), jax.ShapeDtypeStruct((b, res, res), f32), w_std)
+
+    def lower(self, frozen) -> dict[str, "jax.stages.Lowered"]:
+        """The search's programs for this batch size, lowered for abstract arguments (nothing allocated,
+        nothing compiled): 'init' (every seed's start state) and 'chunk' (a chunk of steps). What they
+        compute (`as_text()`) is what the compile-cache key (`Objective.program_spec`) must determine."""
+        init_args, chunk_args = self._abstract_args(frozen)
+        return {"init": self._init.lower(*init_args), "chunk": self._chunk_jit.lower(*chunk_args)}
+
     def compile(self, frozen) -> int:
         """Compile the chunk for this batch size on the default device without allocating anything
         (abstract state and targets) and return the bytes it needs: arguments + outputs - donated
         (aliased) + temporaries, from XLA's memory analysis of the compiled program. Later calls with
         these shapes run this executable (no second compile)."""
         if self._compiled is None:
-            b, res = self.batch, self.G.img_resolution
-            f32 = jnp.float32
-            keys = jax.eval_shape(jax.vmap(jax.random.key), jax.ShapeDtypeStruct((b,), jnp.uint32))
-            w_std = jax.ShapeDtypeStruct((), f32)
-            state = jax.eval_shape(self._init, keys, frozen, w_std, frozen.get("c"))
-            args = (state, jax.ShapeDtypeStruct((), jnp.int32), frozen, jax.ShapeDtypeStruct((b, res, res, 3), f32),
-                    jax.ShapeDtypeStruct((b, res, res), f32), w_std)
+            args = self._abstract_args(frozen)[1]
             self._compiled = self._chunk_jit.lower(*args).compile()
             self._signature = _signature(args)
             self.memory = compiled_bytes(self._compiled)
@@ -259,18 +291,16 @@ class Search:
                             np.asarray(state["best_step"])[:k], np.asarray(state["alive"])[:k], history)
 
 
-_SEARCHES: dict[tuple, Search] = {}
+_SEARCHES: dict[tuple[ProgramSpec, int], Search] = {}
 
 
 def get_search(objective: Objective, batch: int) -> Search:
-    """The compiled search for this objective's spec and batch size, built once and then reused.
+    """The compiled search for this objective's program spec and batch size, built once and then reused.
 
     A cached search was traced with the first objective of its spec; the weights, targets and prompt
     embeddings are arguments of the compiled program, so only the spec (the key) must agree.
     """
-    # cfg.batch only says how seeds are grouped: the program for a batch size is the same whatever it is.
-    spec = tuple(x.replace(batch=0) if isinstance(x, InpaintConfig) else x for x in objective.spec)
-    key = (spec, batch)
+    key = (objective.program_spec, batch)
     search = _SEARCHES.pop(key, None)  # least recently used first: a hit moves to the end
     if search is None:
         if len(_SEARCHES) >= 8:

@@ -22,6 +22,7 @@ import numpy as np
 
 from jax_inpaint.errors import InputError, notice
 from jax_inpaint.models.transformer import EncoderConfig, Encoder, ImagePreprocess, VisionEmbeddings, layer_norm, preprocess
+from jax_inpaint.models.variables import init_variables, input_shape, variable_shapes
 
 Array = jax.Array
 KIND = "clip"
@@ -292,16 +293,20 @@ def load_tokenizer(path: str):
         raise InputError(f"{path}: not a CLIP tokenizer folder ({type(e).__name__}: {e})") from None
 
 
+def module_inputs(config: CLIPConfig) -> tuple:
+    """Shapes of the inputs of `CLIPModule.init`: (pixel values [1, H, W, C], token ids [1, L])."""
+    return (input_shape(1, *config.vision.image_size, config.vision.num_channels),
+            input_shape(1, config.text.max_position_embeddings, dtype=jnp.int32))
+
+
 def init_params(config: CLIPConfig, *, key: Array) -> dict:
     """Randomly initialised parameters (benchmarks, tests)."""
-    pix = jnp.zeros((1,) + config.vision.image_size + (config.vision.num_channels,))
-    ids = jnp.zeros((1, config.text.max_position_embeddings), jnp.int32)
-    return CLIPModule(config).init({"params": key}, pix, ids)["params"]
+    return init_variables(CLIPModule(config), module_inputs(config), key)["params"]
 
 
 def expected_params(config: CLIPConfig) -> dict:
     """Shapes (jax.ShapeDtypeStruct) of every parameter, nested as the module's params."""
-    return jax.eval_shape(lambda: init_params(config, key=jax.random.key(0)))
+    return variable_shapes(CLIPModule(config), module_inputs(config))["params"]
 
 
 def load_clip(folder) -> CLIP:

@@ -34,6 +34,7 @@ META_FILE = "model.json"
 Tree = Mapping[str, Any]
 
 
+from jax_inpaint import files
 from jax_inpaint.errors import InputError
 
 
@@ -126,8 +127,7 @@ def write_model_folder(dest: str | os.PathLike, *, kind: str, config: dict, tree
                 arrays = {k: np.asarray(v) for k, v in flatten(tree).items()}
                 ckpt.save(os.path.join(tmp, name), unflatten(arrays))
             ckpt.wait_until_finished()
-        with open(os.path.join(tmp, META_FILE), "w") as f:
-            json.dump(meta, f, indent=1, sort_keys=True)
+        files.write_json(os.path.join(tmp, META_FILE), meta, sort_keys=True)
         replace_folder(tmp, dest, overwrite=overwrite, keep=keep)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

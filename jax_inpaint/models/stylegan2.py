@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jax_inpaint.models import ops
+from jax_inpaint.models.variables import init_variables, input_shape, variable_shapes
 from jax_inpaint.errors import InputError
 
 Array = jax.Array
@@ -715,36 +716,28 @@ class Discriminator:
         return self._fn(self.params, img, None if c is None else jnp.asarray(c, jnp.float32))
 
 
+def generator_inputs(config: GeneratorConfig) -> tuple:
+    """Shapes of the inputs of `GeneratorModule.init`: (z [1, z_dim], c [1, c_dim] or None, noise {name: [H, W]})."""
+    c = input_shape(1, config.c_dim) if config.c_dim else None
+    return input_shape(1, config.z_dim), c, {k: input_shape(*s) for k, s in config.noise_shapes.items()}
+
+
+def discriminator_inputs(config: DiscriminatorConfig) -> tuple:
+    """Shapes of the inputs of `DiscriminatorModule.init`: (img [1, R, R, C], c [1, c_dim] or None)."""
+    c = input_shape(1, config.c_dim) if config.c_dim else None
+    return input_shape(1, config.img_resolution, config.img_resolution, config.img_channels), c
+
+
 def init_generator(config: GeneratorConfig, *, key: Array, dtype=jnp.float32) -> Generator:
     """A randomly initialised generator (NVIDIA's initialisation: N(0,1) weights, zero noise strength)."""
-    module = GeneratorModule(config, dtype)
-    z = jnp.zeros((1, config.z_dim))
-    c = jnp.zeros((1, config.c_dim)) if config.c_dim else None
-    noise = {k: jnp.zeros(s) for k, s in config.noise_shapes.items()}
-    variables = module.init({"params": key}, z, c, noise)
+    variables = init_variables(GeneratorModule(config, dtype), generator_inputs(config), key)
     return Generator(config, variables["params"], variables["buffers"], dtype=dtype)
-
-
-def init_discriminator(config: DiscriminatorConfig, *, key: Array) -> Discriminator:
-    module = DiscriminatorModule(config)
-    img = jnp.zeros((1, config.img_resolution, config.img_resolution, config.img_channels))
-    c = jnp.zeros((1, config.c_dim)) if config.c_dim else None
-    return Discriminator(config, module.init({"params": key}, img, c)["params"])
 
 
 # ----------------------------------------------------------------------------------------------
 # Model folders.
 
 KIND = "stylegan2"
-
-
-def _expected_variables(module, init_args) -> dict:
-    """Variable shapes of `module`; init_args are shapes (jax.ShapeDtypeStruct): nothing is allocated."""
-    return jax.eval_shape(lambda *args: module.init({"params": jax.random.key(0)}, *args), *init_args)
-
-
-def _shape(*shape) -> jax.ShapeDtypeStruct:
-    return jax.ShapeDtypeStruct(shape, jnp.float32)
 
 
 def load_generator(folder, *, dtype=jnp.float32) -> Generator:
@@ -756,10 +749,7 @@ def load_generator(folder, *, dtype=jnp.float32) -> Generator:
     meta = checkpoint.read_model_meta(folder, KIND)
     cfg = GeneratorConfig.from_dict(checkpoint.config_entry(meta, "G", folder, "generator"),
                                     f"{folder}: {checkpoint.META_FILE}: config.G")
-    z = _shape(1, cfg.z_dim)
-    c = _shape(1, cfg.c_dim) if cfg.c_dim else None
-    noise = {k: _shape(*s) for k, s in cfg.noise_shapes.items()}
-    tree = checkpoint.read_tree(folder, "G", _expected_variables(GeneratorModule(cfg), (z, c, noise)))
+    tree = checkpoint.read_tree(folder, "G", variable_shapes(GeneratorModule(cfg), generator_inputs(cfg)))
     return Generator(cfg, tree["params"], tree["buffers"], dtype=dtype, name=str(folder))
 
 
@@ -774,9 +764,7 @@ def load_discriminator(folder) -> Discriminator:
         raise InputError(f"{folder}: the converted checkpoint has no discriminator")
     cfg = DiscriminatorConfig.from_dict(checkpoint.config_entry(meta, "D", folder, "discriminator"),
                                         f"{folder}: {checkpoint.META_FILE}: config.D")
-    img = _shape(1, cfg.img_resolution, cfg.img_resolution, cfg.img_channels)
-    c = _shape(1, cfg.c_dim) if cfg.c_dim else None
-    tree = checkpoint.read_tree(folder, "D", _expected_variables(DiscriminatorModule(cfg), (img, c)))
+    tree = checkpoint.read_tree(folder, "D", variable_shapes(DiscriminatorModule(cfg), discriminator_inputs(cfg)))
     return Discriminator(cfg, tree["params"])
 
 

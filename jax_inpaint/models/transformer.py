@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jax_inpaint.errors import InputError
+from jax_inpaint.models.resize import resize
 
 Array = jax.Array
 
@@ -153,36 +154,7 @@ def check_image_config(image_size, patch_size, num_channels: int, prep: ImagePre
 
 
 # ----------------------------------------------------------------------------------------------
-# Differentiable resizing.
-
-def _area_matrix(n_in: int, n_out: int) -> np.ndarray:
-    """[n_out, n_in] averaging weights of torch's adaptive average pooling (F.interpolate 'area')."""
-    m = np.zeros((n_out, n_in), np.float32)
-    for i in range(n_out):
-        lo, hi = (i * n_in) // n_out, -((-(i + 1) * n_in) // n_out)
-        m[i, lo:hi] = 1.0 / (hi - lo)
-    return m
-
-
-def area_resize(x: Array, size: tuple[int, int]) -> Array:
-    """[N,H,W,C] -> [N,h,w,C] as torch's F.interpolate(mode='area') (a box filter for integer factors)."""
-    h, w = size
-    if x.shape[1:3] == (h, w):
-        return x
-    mh, mw = _area_matrix(x.shape[1], h), _area_matrix(x.shape[2], w)
-    return jnp.einsum("nhwc,ih,jw->nijc", x, mh, mw, precision=jax.lax.Precision.HIGHEST)
-
-
-def resize(x: Array, size: tuple[int, int], method: str) -> Array:
-    """[N,H,W,C] -> [N,h,w,C], antialiased when downsampling (like PIL); differentiable."""
-    size = (int(size[0]), int(size[1]))
-    if x.shape[1:3] == size:
-        return x
-    if method == "area":
-        return area_resize(x, size)
-    return jax.image.resize(x, (x.shape[0],) + size + (x.shape[3],), method=method,
-                            antialias=method != "nearest", precision=jax.lax.Precision.HIGHEST)
-
+# Preprocessing (the resizing itself is models/resize.py).
 
 def shortest_edge_size(h: int, w: int, edge: int) -> tuple[int, int]:
     """Output size of transformers' shortest-edge resize (the long side truncated, as HF does)."""

@@ -19,6 +19,7 @@ import jax.numpy as jnp
 
 from jax_inpaint.errors import InputError
 from jax_inpaint.models.transformer import EncoderConfig, Encoder, ImagePreprocess, VisionEmbeddings, layer_norm, preprocess
+from jax_inpaint.models.variables import init_variables, input_shape, variable_shapes
 
 Array = jax.Array
 KIND = "classifier"
@@ -141,13 +142,19 @@ class Classifier:
         return jax.nn.sigmoid(self.logits(params, images))
 
 
+def module_inputs(config: ClassifierConfig) -> tuple:
+    """Shapes of the inputs of `ViTModule.init`: (pixel values [1, H, W, C],)."""
+    return (input_shape(1, *config.image_size, config.num_channels),)
+
+
 def init_params(config: ClassifierConfig, *, key: Array) -> dict:
-    pix = jnp.zeros((1,) + tuple(config.image_size) + (config.num_channels,))
-    return ViTModule(config).init({"params": key}, pix)["params"]
+    """Randomly initialised parameters (training from scratch, benchmarks, tests)."""
+    return init_variables(ViTModule(config), module_inputs(config), key)["params"]
 
 
 def expected_params(config: ClassifierConfig) -> dict:
-    return jax.eval_shape(lambda: init_params(config, key=jax.random.key(0)))
+    """Shapes (jax.ShapeDtypeStruct) of every parameter, nested as the module's params."""
+    return variable_shapes(ViTModule(config), module_inputs(config))["params"]
 
 
 def load_classifier(folder) -> Classifier:

@@ -2,7 +2,7 @@
 
 `write_report(out, rows, meta, tiles=)` writes into the evaluation folder `out`:
 
-  results.csv, results.json   every row (one per case and method; schema in jax_inpaint.study.evaluate)
+  results.csv, results.json   every row (one per case and method; schema in jax_inpaint.study.records)
   summary.csv                 per family, ratio and series: mean, standard deviation over the targets, count
   plots/<metric>.png          hole PSNR, hole SSIM, hole LPIPS, LPIPS against the hole ratio, one panel per
                               family: the GAN's best of K and mean of K beside each baseline (bands: +- 1 std)
@@ -34,7 +34,8 @@ import numpy as np
 
 from jax_inpaint import files as fileio
 from jax_inpaint import images as imio
-from jax_inpaint.study.evaluate import COLUMNS, HIGHER_IS_BETTER, METRICS, picture_tiles, write_json
+from jax_inpaint.study.pictures import picture_tiles
+from jax_inpaint.study.records import COLUMNS, HIGHER_IS_BETTER, METRICS, write_json
 
 LABELS = {"psnr_hole": "hole PSNR (dB)", "ssim_hole": "hole SSIM", "lpips_hole": "hole LPIPS",
           "lpips": "LPIPS (whole image)", "psnr_known": "known-region PSNR (dB)", "diversity": "diversity (LPIPS)",
@@ -322,9 +323,7 @@ def _data_uri(data: bytes, mime: str) -> str:
 def _jpeg_uri(img: np.ndarray, size: int = 128) -> str:
     from PIL import Image
 
-    from jax_inpaint.images import display_tile
-
-    im = Image.fromarray(display_tile(img, size))
+    im = Image.fromarray(imio.display_tile(img, size))
     buf = io.BytesIO()
     im.save(buf, format="JPEG", quality=90)
     return _data_uri(buf.getvalue(), "image/jpeg")
