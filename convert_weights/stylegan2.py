@@ -28,7 +28,8 @@ from jax_inpaint.models import folders as checkpoint
 from jax_inpaint.models.folders import _brief
 from jax_inpaint.errors import InputError
 from jax_inpaint.models.stylegan2 import (DiscriminatorConfig, DiscriminatorModule, GeneratorConfig, GeneratorModule,
-                                   MappingNetwork)
+                                   MappingNetwork, discriminator_inputs, generator_inputs)
+from jax_inpaint.models.variables import variable_shapes
 
 KIND = "stylegan2"
 W_AVG = "buffers.w_avg"  # may be absent from a source: then latent_avg or an estimate fills it
@@ -138,36 +139,22 @@ def rosinality_discriminator_table(size: int) -> NameTable:
 def _tree(module, init_args, state: Mapping[str, np.ndarray], table: NameTable, what: str, optional=()) -> dict:
     """The module's variables (names and shapes; init_args are jax.ShapeDtypeStructs, so nothing the
     config asks for is allocated) filled from `state` through `table`, nested."""
-    shapes = jax.eval_shape(lambda *args: module.init({"params": jax.random.key(0)}, *args), *init_args)
+    shapes = variable_shapes(module, init_args)
     flat = names.convert(state, names.expected_shapes(shapes), table, what, optional=optional)
     return checkpoint.unflatten(flat)
-
-
-def _shape(*shape) -> jax.ShapeDtypeStruct:
-    return jax.ShapeDtypeStruct(shape, jnp.float32)
-
-
-def _generator_init_args(cfg: GeneratorConfig):
-    c = _shape(1, cfg.c_dim) if cfg.c_dim else None
-    return _shape(1, cfg.z_dim), c, {k: _shape(*s) for k, s in cfg.noise_shapes.items()}
-
-
-def _discriminator_init_args(cfg: DiscriminatorConfig):
-    return _shape(1, cfg.img_resolution, cfg.img_resolution, cfg.img_channels), (_shape(1, cfg.c_dim) if cfg.c_dim
-                                                                                 else None)
 
 
 def generator_tree(cfg: GeneratorConfig, state: Mapping[str, np.ndarray], what: str = "generator",
                    table: NameTable | None = None) -> dict:
     """G state dict (NVIDIA names, or those of `table`) -> {'params': ..., 'buffers': ...} for
     `GeneratorModule(cfg)`; buffers.w_avg only when the state holds it."""
-    return _tree(GeneratorModule(cfg), _generator_init_args(cfg), state, table or nvidia_generator_table(cfg), what,
+    return _tree(GeneratorModule(cfg), generator_inputs(cfg), state, table or nvidia_generator_table(cfg), what,
                  optional=(W_AVG,))
 
 
 def discriminator_tree(cfg: DiscriminatorConfig, state: Mapping[str, np.ndarray], what: str = "discriminator",
                        table: NameTable | None = None) -> dict:
-    return _tree(DiscriminatorModule(cfg), _discriminator_init_args(cfg), state,
+    return _tree(DiscriminatorModule(cfg), discriminator_inputs(cfg), state,
                  table or nvidia_discriminator_table(cfg), what)
 
 

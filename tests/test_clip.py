@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from safetensors.numpy import load_file, save_file
 
 from convert_weights.clip import convert_clip
-from checkpoint_tools import edited_checkpoint
+from model_tools import edited_checkpoint, load_vectors, nhwc
 from jax_inpaint.cli import main
 from jax_inpaint.models.clip import CLIPConfig, load_clip
 from jax_inpaint.errors import InputError
@@ -27,8 +27,7 @@ TOL = 1e-4
 
 @pytest.fixture(scope="module")
 def vectors(data_dir):
-    with np.load(data_dir / "clip" / "clip_vectors.npz") as d:
-        return {k: d[k] for k in d.files}
+    return load_vectors(data_dir / "clip" / "clip_vectors.npz")
 
 
 @pytest.fixture(scope="module")
@@ -52,20 +51,16 @@ def fns():
             "encode_text": jax.jit(lambda m, p, ids, mask: m.encode_text(p, ids, mask), static_argnums=0)}
 
 
-def _nhwc(a):
-    return np.ascontiguousarray(a.transpose(0, 2, 3, 1))
-
-
 @pytest.mark.parametrize("source", ["hf", "openai"])
 def test_vision_parity(models, fns, vectors, source):
     m = models[source]
-    last, pooled = fns["vision"](m, m.params, _nhwc(vectors["pixel_values"]))
+    last, pooled = fns["vision"](m, m.params, nhwc(vectors["pixel_values"]))
     np.testing.assert_allclose(last, vectors["vision_last_hidden_state"], rtol=0, atol=TOL)
     np.testing.assert_allclose(pooled, vectors["vision_pooler_output"], rtol=0, atol=TOL)
-    emb = fns["image"](m, m.params, _nhwc(vectors["pixel_values"]))
+    emb = fns["image"](m, m.params, nhwc(vectors["pixel_values"]))
     np.testing.assert_allclose(emb, vectors["image_embeds"], rtol=0, atol=TOL)
     # The same from [-1, 1] images at the model's input size (used as they are, no resampling).
-    raw = _nhwc(vectors["raw_images"]) * 2 - 1
+    raw = nhwc(vectors["raw_images"]) * 2 - 1
     np.testing.assert_allclose(fns["encode_image"](m, m.params, raw), vectors["image_embeds"], rtol=0, atol=TOL)
 
 
@@ -85,7 +80,7 @@ def test_text_parity(models, fns, vectors, source):
 def test_similarity_and_logit_scale(models, fns, vectors, source):
     m = models[source]
     text = fns["encode_text"](m, m.params, vectors["input_ids_hf"], None)
-    sim = jax.jit(m.similarity)(m.params, _nhwc(vectors["raw_images"]) * 2 - 1, text)
+    sim = jax.jit(m.similarity)(m.params, nhwc(vectors["raw_images"]) * 2 - 1, text)
     np.testing.assert_allclose(sim, vectors["cosine_similarity"], rtol=0, atol=TOL)
     np.testing.assert_allclose(m.logit_scale(m.params) * sim, vectors["logits_per_image"], rtol=0, atol=10 * TOL)
     np.testing.assert_allclose(m.logit_scale(m.params), vectors["logit_scale_exp"], rtol=1e-6)

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from jax_inpaint.errors import InputError
+from model_tools import load_vectors
 from jax_inpaint.models.lpips import UnsafePickleError, load_lpips, load_numpy_pickle, weights_path
 
 TOL = 1e-5
@@ -19,8 +20,7 @@ TOL = 1e-5
 
 @pytest.fixture(scope="module")
 def vectors(data_dir):
-    with np.load(data_dir / "lpips" / "lpips_vectors.npz") as d:
-        return {k: d[k] for k in d.files}
+    return load_vectors(data_dir / "lpips" / "lpips_vectors.npz")
 
 
 @pytest.fixture(scope="module")

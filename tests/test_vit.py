@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from safetensors.numpy import load_file, save_file
 
 from convert_weights.vit import convert_classifier
-from checkpoint_tools import edited_checkpoint
+from model_tools import edited_checkpoint, load_vectors, nhwc
 from jax_inpaint.cli import main
 from jax_inpaint.errors import InputError
 from jax_inpaint.models.vit import CELEBA_ATTRIBUTES, ClassifierConfig, load_classifier
@@ -25,8 +25,7 @@ TOL = 1e-4
 
 @pytest.fixture(scope="module")
 def vectors(data_dir):
-    with np.load(data_dir / "vit" / "vit_vectors.npz") as d:
-        return {k: d[k] for k in d.files}
+    return load_vectors(data_dir / "vit" / "vit_vectors.npz")
 
 
 @pytest.fixture(scope="module")
@@ -41,19 +40,15 @@ def fns(clf):
     return {"outputs": jax.jit(clf.outputs), "logits": jax.jit(clf.logits), "probs": jax.jit(clf.probs)}
 
 
-def _nhwc(a):
-    return np.ascontiguousarray(a.transpose(0, 2, 3, 1))
-
-
 def test_parity(clf, fns, vectors):
-    logits, hidden, emb = fns["outputs"](clf.params, _nhwc(vectors["pixel_values"]))
+    logits, hidden, emb = fns["outputs"](clf.params, nhwc(vectors["pixel_values"]))
     np.testing.assert_allclose(emb, vectors["embeddings_output"], rtol=0, atol=TOL)
     np.testing.assert_allclose(hidden, vectors["last_hidden_state"], rtol=0, atol=TOL)
     np.testing.assert_allclose(logits, vectors["logits"], rtol=0, atol=TOL)
 
 
 def test_images_at_input_size_and_probabilities(clf, fns, vectors):
-    raw = _nhwc(vectors["raw_images"]) * 2 - 1  # 64x64: used as they are, mean/std from preprocessor_config.json
+    raw = nhwc(vectors["raw_images"]) * 2 - 1  # 64x64: used as they are, mean/std from preprocessor_config.json
     np.testing.assert_allclose(fns["logits"](clf.params, raw), vectors["logits"], rtol=0, atol=TOL)
     np.testing.assert_allclose(fns["probs"](clf.params, raw), vectors["probs"], rtol=0, atol=TOL / 4)
 

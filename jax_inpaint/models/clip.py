@@ -311,11 +311,7 @@ def expected_params(config: CLIPConfig) -> dict:
 
 def load_clip(folder) -> CLIP:
     """Load a model folder written by `jax-inpaint convert clip` (or a shipped model name)."""
-    from jax_inpaint.models import shipped as assets
-    from jax_inpaint.models import folders as checkpoint
+    from jax_inpaint.models.folders import load_params_folder
 
-    folder = assets.resolve_model(folder, KIND)
-    cfg, params = checkpoint.load_params_folder(
-        folder, KIND, lambda c: CLIPConfig.from_dict(c, f"{folder}: model.json").validate(str(folder)),
-        expected_params, "CLIP")
-    return CLIP(cfg, params, folder=os.fspath(folder))
+    folder, cfg, params = load_params_folder(folder, KIND, CLIPConfig, expected_params, "CLIP")
+    return CLIP(cfg, params, folder=folder)

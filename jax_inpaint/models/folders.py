@@ -413,15 +413,19 @@ class _Shape:
         self.shape = tuple(shape)
 
 
-def load_params_folder(folder, kind: str, parse_config, expected_params, what: str):
-    """Read a single-tree model folder ('params'): its config (via `parse_config(meta['config'])`) and
-    weights, checked strictly against `expected_params(config)`. Returns (config, params)."""
+def load_params_folder(folder, kind: str, config_type, expected_params, what: str):
+    """Read a single-tree model folder ('params'), or the shipped model of that name: its config
+    (`config_type.from_dict(...).validate(...)`) and weights, checked strictly against
+    `expected_params(config)`. Returns (the folder's path, config, params)."""
+    from jax_inpaint.models.shipped import resolve_model
+
+    folder = resolve_model(folder, kind)
     meta = read_model_meta(folder, kind)
     try:
-        cfg = parse_config(meta["config"])
+        cfg = config_type.from_dict(meta["config"], f"{folder}: {META_FILE}").validate(str(folder))
     except InputError:
         raise
     except (KeyError, TypeError, ValueError) as e:
         raise ModelFolderError(f"{folder}: bad {what} config in {META_FILE} ({type(e).__name__}: {e})") from None
     params = read_tree(folder, "params", expected_params(cfg))
-    return cfg, params
+    return os.fspath(folder), cfg, params

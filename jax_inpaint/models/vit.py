@@ -10,7 +10,6 @@ a linear head on the class token. Outputs are logits; attribute probabilities ar
 from __future__ import annotations
 
 import dataclasses
-import os
 from typing import Any, Mapping
 
 import flax.linen as nn
@@ -159,11 +158,7 @@ def expected_params(config: ClassifierConfig) -> dict:
 
 def load_classifier(folder) -> Classifier:
     """Load a model folder written by `jax-inpaint convert classifier` (or a shipped model name)."""
-    from jax_inpaint.models import shipped as assets
-    from jax_inpaint.models import folders as checkpoint
+    from jax_inpaint.models.folders import load_params_folder
 
-    folder = assets.resolve_model(folder, KIND)
-    cfg, params = checkpoint.load_params_folder(
-        folder, KIND, lambda c: ClassifierConfig.from_dict(c, f"{folder}: model.json").validate(str(folder)),
-        expected_params, "classifier")
-    return Classifier(cfg, params, folder=os.fspath(folder))
+    folder, cfg, params = load_params_folder(folder, KIND, ClassifierConfig, expected_params, "classifier")
+    return Classifier(cfg, params, folder=folder)
