@@ -141,13 +141,7 @@ def config_from_hf(hf_config: Mapping, preprocessor: Mapping | None, what: str) 
 
 
 def preprocess_config(pp: Mapping | None, image_size: tuple[int, int], what: str) -> ImagePreprocess:
-    """`_preprocess_config`, a bad value in preprocessor_config.json as one line."""
-    try:
-        return _preprocess_config(pp, image_size, what)
-    except InputError:
-        raise
-    except (TypeError, ValueError, KeyError, AttributeError, OverflowError) as e:
-        raise InputError(f"{what}: {hf.PREPROCESSOR_FILE}: bad value ({type(e).__name__}: {str(e)[:200]})") from None
+    return hf.checked_preprocess(_preprocess_config, pp, image_size, what)
 
 
 def _preprocess_config(pp: Mapping | None, image_size: tuple[int, int], what: str) -> ImagePreprocess:

@@ -137,3 +137,14 @@ def write_folder(dest, *, kind: str, config: dict, params: Mapping, source: dict
 
 def files_present(folder: str, names: Iterable[str]) -> list[str]:
     return [n for n in names if os.path.isfile(os.path.join(folder, n))]
+
+
+def checked_preprocess(parse, pp, image_size, what):
+    """`parse(pp, image_size, what)` (a preprocessor_config.json -> ImagePreprocess), with a bad value in
+    the file reported as one line naming it."""
+    try:
+        return parse(pp, image_size, what)
+    except InputError:
+        raise
+    except (TypeError, ValueError, KeyError, AttributeError, OverflowError) as e:
+        raise InputError(f"{what}: {PREPROCESSOR_FILE}: bad value ({type(e).__name__}: {str(e)[:200]})") from None

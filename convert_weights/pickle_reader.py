@@ -64,7 +64,6 @@ import math
 import os
 import pickle
 import re
-import reprlib
 import struct
 import types
 import zipfile
@@ -73,7 +72,7 @@ from typing import Any, Callable, Mapping, NamedTuple
 import ml_dtypes
 import numpy as np
 
-from jax_inpaint.errors import InputError
+from jax_inpaint.errors import InputError, brief
 
 
 class UnsafeCheckpointError(InputError):
@@ -206,14 +205,7 @@ def _check_key(key) -> None:
         _walk(key, _KeyBudget())
 
 
-_short = reprlib.Repr()
-_short.maxstring, _short.maxother, _short.maxlevel, _short.maxlist, _short.maxdict = 60, 40, 2, 4, 4
-_short.maxtuple = 6
 
-
-def _brief(value) -> str:
-    """A bounded repr for messages: repr() of a shared-reference DAG would never finish."""
-    return _short.repr(value)
 
 
 # --------------------------------------------------------------------------------------------
@@ -253,7 +245,7 @@ class _PendingStorage(NamedTuple):
 
 def _int_tuple(value, what: str) -> tuple[int, ...]:
     if not isinstance(value, (tuple, list)) or not all(type(v) is int and v >= 0 for v in value):
-        raise _Corrupt(f"tensor {what} is not a tuple of non-negative ints: {_brief(value)}")
+        raise _Corrupt(f"tensor {what} is not a tuple of non-negative ints: {brief(value)}")
     return tuple(value)
 
 
@@ -265,7 +257,7 @@ def _strided_copy(elements, offset, size, stride) -> np.ndarray:
         raise _Corrupt(f"tensor storage is not a storage: {type(elements).__name__}")
     size, stride = _int_tuple(size, "size"), _int_tuple(stride, "stride")
     if type(offset) is not int or offset < 0 or len(size) != len(stride):
-        raise _Corrupt(f"bad tensor layout: offset {_brief(offset)}, size {_brief(size)}, stride {_brief(stride)}")
+        raise _Corrupt(f"bad tensor layout: offset {brief(offset)}, size {brief(size)}, stride {brief(stride)}")
     if 0 in size:
         return np.zeros(size, elements.dtype)
     last = offset + sum((n - 1) * s for n, s in zip(size, stride))
@@ -306,7 +298,7 @@ def _rebuild_tensor_v3(storage, storage_offset, size, stride, requires_grad, bac
 def _np_dtype_of_torch(dtype) -> np.dtype:
     name = dtype[len("torch."):] if isinstance(dtype, str) and dtype.startswith("torch.") else None
     if name not in _TORCH_DTYPES:
-        raise _Corrupt(f"unsupported tensor dtype {_brief(dtype)}")
+        raise _Corrupt(f"unsupported tensor dtype {brief(dtype)}")
     return np.dtype(_TORCH_DTYPES[name])
 
 
@@ -347,7 +339,7 @@ class _DtypeSpec:
 
     def __init__(self, descr, align=False, copy=False):
         if not isinstance(descr, str) or not re.fullmatch(r"[biufc]\d{1,2}", descr):
-            raise _Corrupt(f"numpy dtype {_brief(descr)} is not a plain numeric type")
+            raise _Corrupt(f"numpy dtype {brief(descr)} is not a plain numeric type")
         self.dtype = np.dtype(descr)
 
     def __setstate__(self, state):
@@ -710,7 +702,7 @@ def _storage_pid(pid, length: int):
     if (not isinstance(pid, tuple) or len(pid) != length or pid[0] != "storage"
             or not isinstance(pid[1], _StorageType) or not isinstance(pid[2], str)
             or not isinstance(pid[3], str) or type(pid[4]) is not int or pid[4] < 0):
-        raise _Corrupt(f"malformed storage reference {_brief(pid)}")
+        raise _Corrupt(f"malformed storage reference {brief(pid)}")
     return pid[1], pid[2], pid[4], pid[5] if length == 6 else None
 
 
@@ -784,7 +776,7 @@ def _load_zip_budgeted(file, allowed) -> Any:
         order = bytes(_read_member(zf, folder + "byteorder")[:16]).strip() if folder + "byteorder" in names \
             else b"little"
         if order not in (b"little", b"big"):
-            raise _Corrupt(f"unknown byteorder record {_brief(order)}")
+            raise _Corrupt(f"unknown byteorder record {brief(order)}")
         storages: dict[str, np.ndarray] = {}
 
         def persistent_load(pid):
@@ -836,7 +828,7 @@ def _load_legacy_budgeted(f, allowed) -> Any:
         raise _Corrupt("not a torch.save file (bad magic number)")
     protocol = _unpickle(f, {})
     if protocol != _LEGACY_PROTOCOL:
-        raise _Corrupt(f"unsupported torch legacy protocol {_brief(protocol)}")
+        raise _Corrupt(f"unsupported torch legacy protocol {brief(protocol)}")
     sys_info = _unpickle(f, {})
     little_endian = not isinstance(sys_info, dict) or sys_info.get("little_endian", True) is not False
     start = f.tell()
@@ -870,7 +862,7 @@ def _load_legacy_budgeted(f, allowed) -> Any:
             return storage
         if (not isinstance(view, tuple) or len(view) != 3 or type(view[1]) is not int
                 or type(view[2]) is not int or not 0 <= view[1] <= view[1] + view[2] <= storage.size):
-            raise _Corrupt(f"malformed storage view {_brief(view)}")
+            raise _Corrupt(f"malformed storage view {brief(view)}")
         return storage[view[1]: view[1] + view[2]]
 
     f.seek(start)
@@ -1013,7 +1005,7 @@ def _load_safetensors(path: str) -> dict[str, np.ndarray]:
         if name == "__metadata__":
             continue
         if info.get("dtype") not in _SAFETENSORS_DTYPES:
-            raise _Corrupt(f"tensor {name}: unsupported dtype {_brief(info.get('dtype'))}")
+            raise _Corrupt(f"tensor {name}: unsupported dtype {brief(info.get('dtype'))}")
         dtype = np.dtype(_SAFETENSORS_DTYPES[info["dtype"]])
         shape, (begin, end) = _int_tuple(info["shape"], "shape"), info["data_offsets"]
         if not 0 <= begin <= end <= data.size or end - begin != math.prod(shape) * dtype.itemsize:

@@ -25,7 +25,7 @@ import numpy as np
 from convert_weights import names, pickle_reader
 from convert_weights.names import CHW, CONV, DENSE, RESHAPE, SAME, NameTable, squeeze_leading
 from jax_inpaint.models import folders as checkpoint
-from jax_inpaint.models.folders import _brief
+from jax_inpaint.errors import brief
 from jax_inpaint.errors import InputError
 from jax_inpaint.models.stylegan2 import (DiscriminatorConfig, DiscriminatorModule, GeneratorConfig, GeneratorModule,
                                    MappingNetwork, discriminator_inputs, generator_inputs)
@@ -258,12 +258,12 @@ def _check_kwarg_types(kwargs: Mapping, what: str, where: str = "") -> None:
             _check_kwarg_types(value or {}, what, f"{name}.")
         elif key in _INT_KWARGS or (key in _OPTIONAL_INT_KWARGS and value is not None):
             if type(value) is not int or not 0 <= value < 2 ** 31:
-                raise InputError(f"{what}: {name} must be a non-negative integer, got {_brief(value)}")
+                raise InputError(f"{what}: {name} must be a non-negative integer, got {brief(value)}")
         elif key in _OPTIONAL_FLOAT_KWARGS and value is not None:
             if type(value) not in (int, float) or not math.isfinite(value) or value < 0:
-                raise InputError(f"{what}: {name} must be a non-negative number, got {_brief(value)}")
+                raise InputError(f"{what}: {name} must be a non-negative number, got {brief(value)}")
         elif key in _BOOL_KWARGS and type(value) is not bool:
-            raise InputError(f"{what}: {name} must be true or false, got {_brief(value)}")
+            raise InputError(f"{what}: {name} must be true or false, got {brief(value)}")
 
 
 def _nvidia_config(cls, kwargs, what: str):

@@ -62,6 +62,9 @@ def _notes():
         yield
 
 
+SEED_LINES = 16  # `inpaint` prints one line per seed up to 32 seeds, else the first 16
+
+
 def _fail(message: str, code: int) -> None:
     click.echo(f"Error: {message}", err=True)
     sys.exit(code)
@@ -231,11 +234,11 @@ def config_options(fn):
     """One CLI option per InpaintConfig field (help and default from the dataclass: one source)."""
     import dataclasses
 
-    from jax_inpaint.inversion.config import _CHOICES, InpaintConfig, field_help
+    from jax_inpaint.inversion.config import CHOICES, InpaintConfig, field_help
 
     helps = field_help()
     for f in reversed(dataclasses.fields(InpaintConfig)):
-        kind = click.Choice(_CHOICES[f.name]) if f.name in _CHOICES else type(f.default)
+        kind = click.Choice(CHOICES[f.name]) if f.name in CHOICES else type(f.default)
         fn = click.option(f"--{f.name.replace('_', '-')}", f.name, type=kind, default=None,
                           help=f"{helps.get(f.name, '')} [default: {f.default}]")(fn)
     return fn
@@ -304,9 +307,12 @@ def inpaint(image, mask, invert_mask, generator, seeds, config, class_idx, promp
         click.echo(f"warning: seeds {result.dropped} diverged (NaN loss) and were dropped", err=True)
     m = result.metrics
     click.echo(f"{len(result.seeds)} completions in {out} (grid: {written['grid']})")
-    for e in m["seeds"]:
+    shown = m["seeds"] if len(m["seeds"]) <= 2 * SEED_LINES else m["seeds"][:SEED_LINES]
+    for e in shown:
         extra = "".join(f"  {k}: {'met' if v else 'NOT met'}" for k, v in e.get("constraints_met", {}).items())
         click.echo(f"  seed {e['seed']}: loss {e['best_loss']:.4g}  known PSNR {e['known_psnr']:.2f} dB{extra}")
+    if len(shown) < len(m["seeds"]):
+        click.echo(f"  ... and {len(m['seeds']) - len(shown)} more seeds (every one in {out}/metrics.json)")
     if "diversity_hole_lpips" in m:
         click.echo(f"  diversity (mean pairwise LPIPS in the hole): {m['diversity_hole_lpips']:.4f}")
 

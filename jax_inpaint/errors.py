@@ -14,3 +14,13 @@ def notice(message: str) -> None:
     import warnings
 
     warnings.warn(message, Notice, stacklevel=3)
+
+
+def brief(value) -> str:
+    """A short, bounded repr of a value for error messages: safe on huge, deep or shared-reference
+    values (a plain repr() of a hostile pickle's DAG would never finish)."""
+    import reprlib
+
+    r = reprlib.Repr()
+    r.maxstring, r.maxother, r.maxlevel, r.maxlist, r.maxdict, r.maxtuple = 60, 40, 2, 4, 4, 6
+    return r.repr(value)

@@ -23,7 +23,7 @@ from jax_inpaint.errors import InputError
 # configs/ at the top of a checkout, or installed beside the package as jax_inpaint/configs
 CONFIG_DIRS = [pathlib.Path(__file__).resolve().parents[2] / "configs", pathlib.Path(__file__).resolve().parents[1] / "configs"]
 
-_CHOICES = {
+CHOICES = {
     "space": ("w", "w+"),
     "init": ("w_avg", "z"),
     "noise": ("const", "random", "optimize"),
@@ -85,9 +85,9 @@ def check_option(name: str, value, where: str | None = None):
     field as float), or a one-line InputError naming the option (`where`: how to name it, default
     its command-line spelling)."""
     where = where or option_name(name)
-    if name in _CHOICES:
-        if not isinstance(value, str) or value not in _CHOICES[name]:
-            raise InputError(f"{where} must be one of {', '.join(_CHOICES[name])} (got {value!r})")
+    if name in CHOICES:
+        if not isinstance(value, str) or value not in CHOICES[name]:
+            raise InputError(f"{where} must be one of {', '.join(CHOICES[name])} (got {value!r})")
         return value
     if name not in _RANGES:
         raise InputError(f"unknown inpainting option {name!r}")

@@ -23,7 +23,7 @@ from jax_inpaint.inversion.config import DEFAULT_SEEDS, InpaintConfig, check_see
 from jax_inpaint.inversion.inputs import Inputs, load_mask, parse_attributes, prepare_inputs  # noqa: F401
 from jax_inpaint.inversion.objective import Constraints, Models, Objective
 from jax_inpaint.inversion.outputs import masked_preview, plot_losses, save_result  # noqa: F401
-from jax_inpaint.inversion.search import (SearchResult, _gb, batches, fit_search, get_search, host_available_memory,
+from jax_inpaint.inversion.search import (SearchResult, gigabytes, batches, fit_search, get_search, host_available_memory,
                                           w_statistics)
 from jax_inpaint.models.clip import load_clip
 from jax_inpaint.models.lpips import load_lpips
@@ -222,8 +222,8 @@ def check_host_memory(num_seeds: int, G, cfg: InpaintConfig) -> int:
     if avail is not None and need > HOST_FRACTION * avail:
         most = int(HOST_FRACTION * avail // per_seed)
         raise InputError(f"--seeds: {num_seeds:,} seeds: their outputs ({G.img_resolution}x{G.img_resolution} "
-                         f"images, latents, loss histories) need about {_gb(need)} of host memory, "
-                         f"{_gb(avail)} available: at most {most:,} seeds per run here")
+                         f"images, latents, loss histories) need about {gigabytes(need)} of host memory, "
+                         f"{gigabytes(avail)} available: at most {most:,} seeds per run here")
     return need
 
 

@@ -418,7 +418,7 @@ def memory_budget(reserve: int = 0) -> tuple[int | None, int | None, str]:
     return int(DEVICE_MEMORY_FRACTION * avail), avail, f"{device.platform} memory"
 
 
-def _gb(n: float) -> str:
+def gigabytes(n: float) -> str:
     return f"{n / 2 ** 30:.2f} GB" if n < 2 ** 40 else f"{n / 2 ** 40:.2f} TB"
 
 
@@ -442,8 +442,8 @@ def fit_search(objective: Objective, num_seeds: int, frozen, *, reserve: int = 0
         need = search.compile(frozen)
         _, avail, where = memory_budget(reserve)
         if need is not None and avail is not None and need > avail:
-            raise InputError(f"batch {search.batch}: the search needs about {_gb(need)} of {where}, "
-                             f"{_gb(avail)} available: use a smaller batch (or batch 0: as many seeds as fit)")
+            raise InputError(f"batch {search.batch}: the search needs about {gigabytes(need)} of {where}, "
+                             f"{gigabytes(avail)} available: use a smaller batch (or batch 0: as many seeds as fit)")
         return search
     batch = num_seeds
     if jax.devices()[0].platform == "cpu" and num_seeds > CPU_MAX_BATCH:
@@ -464,8 +464,8 @@ def fit_search(objective: Objective, num_seeds: int, frozen, *, reserve: int = 0
             per_seed, base = max(1.0, (need - fixed) / batch), fixed
         fits = math.floor((budget - base) / per_seed)
         if fits < 1 or batch == 1:
-            raise InputError(f"one seed's search needs about {_gb(base + per_seed)} of {where} "
-                             f"({_gb(avail)} available): free memory or use a smaller model or image")
+            raise InputError(f"one seed's search needs about {gigabytes(base + per_seed)} of {where} "
+                             f"({gigabytes(avail)} available): free memory or use a smaller model or image")
         n = math.ceil(num_seeds / min(fits, batch - 1))
         batch = math.ceil(num_seeds / n)  # equal batches: the last one is padded the least
     return search

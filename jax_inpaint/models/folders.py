@@ -18,7 +18,6 @@ import json
 import math
 import os
 import re
-import reprlib
 import shutil
 import tempfile
 import types
@@ -35,7 +34,7 @@ Tree = Mapping[str, Any]
 
 
 from jax_inpaint import files
-from jax_inpaint.errors import InputError
+from jax_inpaint.errors import InputError, brief
 
 
 class ModelFolderError(InputError):
@@ -258,13 +257,13 @@ def read_model_meta(folder: str | os.PathLike, kind: str | None = None) -> dict:
         raise ModelFolderError(f"{path}: not a jax-inpaint model description")
     version = meta.get("format_version", 0)
     if type(version) is not int:
-        raise ModelFolderError(f"{path}: format_version must be an integer, got {_brief(version)}")
+        raise ModelFolderError(f"{path}: format_version must be an integer, got {brief(version)}")
     if version > FORMAT_VERSION:
         raise ModelFolderError(f"{path}: written by a newer jax-inpaint (format {version})")
     if kind is not None and meta.get("kind") != kind:
-        raise ModelFolderError(f"{folder}: holds a {_brief(meta.get('kind'))} model, expected {kind!r}")
+        raise ModelFolderError(f"{folder}: holds a {brief(meta.get('kind'))} model, expected {kind!r}")
     if not isinstance(meta.get("config"), dict):
-        raise ModelFolderError(f"{path}: 'config' must be a JSON object, got {_brief(meta.get('config'))}")
+        raise ModelFolderError(f"{path}: 'config' must be a JSON object, got {brief(meta.get('config'))}")
     return meta
 
 
@@ -273,20 +272,14 @@ def config_entry(meta: dict, key: str, folder, what: str) -> dict:
     value = meta["config"].get(key)
     if not isinstance(value, dict):
         raise ModelFolderError(f"{os.path.join(os.fspath(folder), META_FILE)}: config.{key} (the {what}) must be a "
-                               f"JSON object, got {_brief(value)}")
+                               f"JSON object, got {brief(value)}")
     return value
 
 
 # ---------------------------------------------------------------------------------------------
 # Configs from model.json: every field's type checked against the dataclass, one error per problem.
 
-_short = reprlib.Repr()
-_short.maxstring, _short.maxother, _short.maxlevel, _short.maxlist, _short.maxdict = 40, 40, 2, 4, 4
 
-
-def _brief(value) -> str:
-    """A short, bounded repr for error messages (safe on huge or deeply shared values)."""
-    return _short.repr(value)
 
 
 def parse_config(cls, data, what: str, *, path: str = ""):
@@ -299,7 +292,7 @@ def parse_config(cls, data, what: str, *, path: str = ""):
     """
     where = f"{what}: {path or 'config'}"
     if not isinstance(data, Mapping):
-        raise ModelFolderError(f"{where} must be a JSON object, got {_brief(data)}")
+        raise ModelFolderError(f"{where} must be a JSON object, got {brief(data)}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(str(k) for k in data if k not in fields)
@@ -334,29 +327,29 @@ def _parse_value(hint, value, what: str, path: str):
         return parse_config(hint, value, what, path=path)
     if origin is tuple:
         if not isinstance(value, list):
-            raise ModelFolderError(f"{what}: {path} must be a list, got {_brief(value)}")
+            raise ModelFolderError(f"{what}: {path} must be a list, got {brief(value)}")
         if len(args) == 2 and args[1] is Ellipsis:
             kinds = [args[0]] * len(value)
         else:
             if len(value) != len(args):
-                raise ModelFolderError(f"{what}: {path} must be a list of {len(args)} values, got {_brief(value)}")
+                raise ModelFolderError(f"{what}: {path} must be a list of {len(args)} values, got {brief(value)}")
             kinds = list(args)
         return tuple(_parse_value(k, v, what, f"{path}[{i}]") for i, (k, v) in enumerate(zip(kinds, value)))
     if hint is bool:
         if type(value) is not bool:
-            raise ModelFolderError(f"{what}: {path} must be true or false, got {_brief(value)}")
+            raise ModelFolderError(f"{what}: {path} must be true or false, got {brief(value)}")
         return value
     if hint is int:
         if type(value) is not int or not 0 <= value < 2 ** 31:
-            raise ModelFolderError(f"{what}: {path} must be an integer in [0, 2^31), got {_brief(value)}")
+            raise ModelFolderError(f"{what}: {path} must be an integer in [0, 2^31), got {brief(value)}")
         return value
     if hint is float:
         if type(value) not in (int, float) or not math.isfinite(value):
-            raise ModelFolderError(f"{what}: {path} must be a finite number, got {_brief(value)}")
+            raise ModelFolderError(f"{what}: {path} must be a finite number, got {brief(value)}")
         return float(value)
     if hint is str:
         if not isinstance(value, str):
-            raise ModelFolderError(f"{what}: {path} must be a string, got {_brief(value)}")
+            raise ModelFolderError(f"{what}: {path} must be a string, got {brief(value)}")
         return value
     raise RuntimeError(f"{path}: unsupported annotation {hint}")  # a bug of the dataclass, not input
 
