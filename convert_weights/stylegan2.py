@@ -282,6 +282,16 @@ def _nvidia_config(cls, kwargs, what: str):
     return cls.from_dict(json.loads(json.dumps(cfg.to_dict())), what)
 
 
+def _inferred_config(cls, kw: Mapping, what: str):
+    """GeneratorConfig / DiscriminatorConfig from fields read off tensor shapes (and --conv-clamp): the checks a
+    model.json gets (`from_dict`: types, positive sizes, ranges), so nonsense sizes are one line, not a trace."""
+    try:
+        data = json.loads(json.dumps(dict(kw)))
+    except (TypeError, ValueError) as e:
+        raise InputError(f"{what}: cannot read the architecture ({type(e).__name__}: {str(e)[:200]})") from None
+    return cls.from_dict(data, what)
+
+
 def _tensor_dict(obj, what: str) -> dict[str, np.ndarray]:
     """A non-empty {str: array} (a rosinality g_ema / d entry), or a one-line error."""
     if not isinstance(obj, Mapping) or not obj:
@@ -355,7 +365,7 @@ def read_stylegan2(src: str, *, init_kwargs: str | None = None, conv_clamp: floa
                 raise _shapes_error(f"{src}: g_ema", e) from None
             if conv_clamp is not None:
                 kw["conv_clamp"] = conv_clamp
-            g_cfg = GeneratorConfig(**kw)
+            g_cfg = _inferred_config(GeneratorConfig, kw, f"{src}: g_ema")
             g_table, g_what = ROSINALITY_G_TABLE, f"{src}: g_ema"
             info.update(network="g_ema", layout="rosinality")
             latent_avg = obj.get("latent_avg")
@@ -372,7 +382,7 @@ def read_stylegan2(src: str, *, init_kwargs: str | None = None, conv_clamp: floa
                     raise InputError(f"{src}: {e}") from None
                 except (KeyError, IndexError, ValueError, TypeError, ZeroDivisionError) as e:
                     raise _shapes_error(f"{src}: d", e) from None
-                d_cfg = DiscriminatorConfig(**dkw)
+                d_cfg = _inferred_config(DiscriminatorConfig, dkw, f"{src}: d")
                 d_table, d_what = rosinality_discriminator_table(g_cfg.img_resolution), f"{src}: d"
         elif isinstance(obj, Mapping) and any(str(k).startswith("synthesis.") for k in obj):
             g_state = _tensor_dict(obj, f"{src}")
@@ -387,7 +397,7 @@ def read_stylegan2(src: str, *, init_kwargs: str | None = None, conv_clamp: floa
                     raise _shapes_error(f"{src}", e) from None
                 if conv_clamp is not None:
                     kw["conv_clamp"] = conv_clamp
-                g_cfg = GeneratorConfig(**kw)
+                g_cfg = _inferred_config(GeneratorConfig, kw, f"{src}: generator (inferred from the tensor shapes)")
                 info["inferred_architecture"] = True
             info.update(network="state_dict", layout="nvidia")
         else:

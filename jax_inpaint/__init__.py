@@ -62,10 +62,12 @@ class _MovedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         return None
 
     def create_module(self, spec):
-        return importlib.import_module(f"{__name__}.{_MOVED[spec.name.rpartition('.')[2]]}")
+        module = importlib.import_module(f"{__name__}.{_MOVED[spec.name.rpartition('.')[2]]}")
+        spec.loader_state = (module.__spec__, module.__loader__)  # the import system puts the alias's on it
+        return module
 
     def exec_module(self, module):
-        pass
+        module.__spec__, module.__loader__ = module.__spec__.loader_state  # give the module back its own
 
 
 if not any(isinstance(f, _MovedModules) for f in sys.meta_path):

@@ -11,9 +11,10 @@ Layout of the output folder::
                              CLIP / classifier / LPIPS / discriminator weights
     OUT/.jax-inpaint.lock    while a run works in the folder (one per host: .jax-inpaint.lock.<host>)
 
-Everything is checked before anything is written (options, models, an unwritable folder). Every item
-folder is written under a temporary name and renamed when complete, so an interrupted run leaves no
-half-written outputs. A record carries the key of what its result depends on (the fingerprint, the
+Everything is checked before anything is written (options, models, an unwritable folder, item names
+that would collide with the files above, what fits in memory). Every item folder is written under a
+temporary name (.tmp-<item>-h<host>-<pid>: process ids repeat across hosts) and renamed when complete,
+so an interrupted run leaves no half-written outputs; a host removes only its own temporary folders. A record carries the key of what its result depends on (the fingerprint, the
 image's and mask's contents, prompts, attributes): a rerun skips the items recorded "ok" with the same
 key, retries the failed ones, and redoes an item whose image changed. A rerun with other options (in
 batch.json, or an item's mask / prompts / attributes) is refused naming what changed, unless
@@ -79,11 +80,48 @@ def _find_mask(folder: str, stem: str) -> str | None:
 
 
 def _attributes(value) -> tuple[tuple[str, float], ...]:
-    if value in (None, ""):
+    if value is None or value == "":
         return ()
     if isinstance(value, dict):
-        return tuple((str(k), float(v)) for k, v in value.items())
-    return tuple(parse_attributes([a for a in re.split(r"[;,]", str(value)) if a.strip()]).items())
+        out = []
+        for k, v in value.items():
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise InputError(f"attribute {k}: the target must be a number (got {short(v, 40)})")
+            out.append((str(k), float(v)))
+        return tuple(out)
+    if not isinstance(value, str):
+        raise InputError(f"'attributes' must be an object {{name: p}} or text 'Name=p;...' (got {short(value, 40)})")
+    return tuple(parse_attributes([a for a in re.split(r"[;,]", value) if a.strip()]).items())
+
+
+def _prompts(value) -> tuple[tuple[str, float], ...]:
+    """A manifest's prompts: text ('a|b::2'), or a list of texts and [text, weight] pairs."""
+    if value is None or isinstance(value, str):
+        return parse_prompts(value, "prompt")
+    if not isinstance(value, list):
+        raise InputError(f"'prompt' must be text or a list (got {short(value, 40)})")
+    for p in value:
+        if not isinstance(p, str) and not (isinstance(p, list) and len(p) == 2 and isinstance(p[0], str)):
+            raise InputError(f"each prompt must be a text or a [text, weight] pair (got {short(p, 40)})")
+    return parse_prompts(value, "prompt")
+
+
+# Names of the batch's own files in its folder: an item may not be named like one (its folder would
+# collide). Every temporary or lock name starts with '.', which files.safe_name never leaves in front.
+_RESERVED_ID = re.compile(r"(batch\.json|summary\.json|results\..*\.jsonl)(\..*)?", re.IGNORECASE)
+
+
+def check_item_id(item: Item) -> None:
+    """A one-line InputError (naming the image) for an id that is not a plain file name or names one of
+    the batch's own files (batch.json, summary.json, results.<host>.jsonl, temporary and lock files)."""
+    ident = item.id
+    if (not isinstance(ident, str) or not ident or ident != files.safe_name(ident) or ident.startswith(".")
+            or ident in (".", "..")):
+        raise InputError(f"{item.image}: the item name {ident!r} is not a plain file name (letters, digits, "
+                         "'.', '_', '-'; not starting with '.')")
+    if _RESERVED_ID.fullmatch(ident):
+        raise InputError(f"{item.image}: the item name {ident!r} is taken by the batch's own files (batch.json, "
+                         "summary.json, results.<host>.jsonl): rename the image or give its row another id")
 
 
 def read_items(*, images: str | None = None, masks: str | None = None, mask: str | None = None,
@@ -109,6 +147,7 @@ def read_items(*, images: str | None = None, masks: str | None = None, mask: str
             if masks is not None:
                 m = _find_mask(masks, stem) or os.path.join(masks, stem + ".png")  # a missing mask fails the item
             items.append(Item(files.safe_name(stem), os.path.join(images, f), m))
+            check_item_id(items[-1])
         return _unique(items)
     if not os.path.isfile(manifest):
         raise InputError(f"{manifest}: no such manifest")
@@ -131,6 +170,12 @@ def read_items(*, images: str | None = None, masks: str | None = None, mask: str
     for n, row in enumerate(rows, 1):
         if not row.get("image"):
             raise InputError(f"{manifest}: row {n} has no 'image'")
+        for field in ("image", "mask", "id"):
+            value = row.get(field)
+            if field == "id" and isinstance(value, int) and not isinstance(value, bool):
+                row = {**row, "id": str(value)}
+            elif value is not None and not isinstance(value, str):
+                raise InputError(f"{manifest}: row {n}: '{field}' must be text (got {short(row[field], 40)})")
         img = row["image"] if os.path.isabs(row["image"]) else os.path.join(base, row["image"])
         m = row.get("mask") or mask
         if not m:
@@ -139,11 +184,12 @@ def read_items(*, images: str | None = None, masks: str | None = None, mask: str
             m = os.path.join(base, m)
         ident = row.get("id") or os.path.splitext(os.path.basename(row["image"]))[0]
         try:
-            items.append(Item(files.safe_name(str(ident)), img, m,
-                              parse_prompts(row.get("prompt") or row.get("prompts"), "prompt"),
-                              _attributes(row.get("attributes"))))
-        except (InputError, ValueError) as e:
+            item = Item(files.safe_name(ident), img, m, _prompts(row.get("prompt") or row.get("prompts")),
+                        _attributes(row.get("attributes")))
+            check_item_id(item)
+        except (InputError, ValueError, TypeError) as e:
             raise InputError(f"{manifest}: row {n}: {e}") from None
+        items.append(item)
     if not items:
         raise InputError(f"{manifest}: no rows")
     return _unique(items)
@@ -178,10 +224,33 @@ def _append(path: str, record: dict) -> None:
         os.fsync(f.fileno())
 
 
-def _write_item(out: str, item: Item, result) -> dict:
+def _tmp_item(out: str, item_id: str, host: int, pid: int | None = None) -> str:
+    """The temporary folder of an item while it is written: it names the host (process ids repeat
+    across the machines / containers of a multi-host run) and the process."""
+    return os.path.join(out, f".tmp-{item_id}-h{host}-{os.getpid() if pid is None else pid}")
+
+
+_TMP_ITEM = re.compile(r"\.tmp-(?P<item>.+)-h(?P<host>\d+)-(?P<pid>\d+)")
+
+
+def _remove_tmp_items(out: str, host: int, ids: set[str], pid: int | None = None) -> None:
+    """Remove this host's temporary item folders of the items `ids` (of process `pid`, or of any process:
+    another run of this host index cannot be working while this one holds the host's lock)."""
+    try:
+        names = os.listdir(out)
+    except OSError:
+        return
+    for name in names:
+        m = _TMP_ITEM.fullmatch(name)
+        if (m and int(m["host"]) == host and m["item"] in ids
+                and (pid is None or int(m["pid"]) == pid)):
+            shutil.rmtree(os.path.join(out, name), ignore_errors=True)
+
+
+def _write_item(out: str, item: Item, result, host: int = 0) -> dict:
     """save_result into a temporary folder, renamed into place when complete."""
     final = os.path.join(out, item.id)
-    tmp = os.path.join(out, f".tmp-{item.id}-{os.getpid()}")
+    tmp = _tmp_item(out, item.id, host)
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         written = save_result(result, tmp)
@@ -341,6 +410,8 @@ def run_batch(items: Sequence[Item], generator, out: str, *, seeds: Sequence[int
     items = list(items)
     if len({it.id for it in items}) != len(items):
         raise InputError("item ids must be unique")
+    for it in items:
+        check_item_id(it)
     host = jax.process_index() if process_index is None else process_index
     hosts = jax.process_count() if process_count is None else process_count
     check_constraint_models(any(it.prompts for it in items), any(it.attributes for it in items), clip=clip,
@@ -349,7 +420,6 @@ def run_batch(items: Sequence[Item], generator, out: str, *, seeds: Sequence[int
         raise InputError("the realism term needs the discriminator: pass a model folder as the generator")
     mesh = local_mesh(devices)
     n_dev = mesh.devices.size
-    per_device = int(per_device or cfg.batch or len(seeds))
     with files.output_folder(out) as out_abs, files.FolderLock(out_abs, wait=wait, name=lock_name(host)):
         # Models, then the options that need them: a bad option stops the run here, before any writing.
         inpainter = Inpainter(generator, config=cfg, clip=clip, classifier=classifier, class_idx=class_idx)
@@ -379,25 +449,62 @@ def run_batch(items: Sequence[Item], generator, out: str, *, seeds: Sequence[int
                 except InputError as e:  # name the image when the constraints are its own (a manifest row)
                     own = len({(o.prompts, o.attributes) for o in todo}) > 1
                     raise InputError(f"{it.id}: {e}" if own else str(e)) from None
+        # The (item, seed) pairs per device of each objective's compiled step: what fits in memory.
+        sizes = fit_per_device(inpainter, objectives, len(seeds), len(todo), n_dev, per_device)
         # Everything checked: from here on the folder is ours.
         files.write_json(os.path.join(out, "batch.json"), {"format": "jax-inpaint-batch",
                                                            "format_version": FORMAT_VERSION,
                                                            "fingerprint": fingerprint})
-        summary = _run(todo, objectives, inpainter, out, host, hosts, seeds, n_dev * per_device, mesh, inputs, keys,
-                       run_hash, progress, should_stop, on_item)
+        summary = _run(todo, objectives, inpainter, out, host, hosts, seeds,
+                       {g: n_dev * n for g, n in sizes.items()}, mesh, inputs, keys, run_hash, progress, should_stop,
+                       on_item)
     summary.total, summary.skipped, summary.devices = len(mine), len(mine) - len(todo), n_dev
     summary.notes, summary.keys = notes, keys
     return summary
 
 
-def _run(todo, objectives, inpainter: Inpainter, out, host, hosts, seeds, batch, mesh, inputs, keys, run_hash,
+def fit_per_device(inpainter: Inpainter, objectives: dict, k: int, n_items: int, n_dev: int,
+                   per_device: int | None) -> dict:
+    """{objective's group: (item, seed) pairs per device per compiled step}, checked against memory before
+    anything is written. Host memory: the outputs held at once (a step's pairs and one image's K seeds
+    still collecting) must fit (check_host_memory); one image's K must fit whatever the step. Device
+    memory: `fit_search` compiles the step (the one compile the run then reuses on one device). An
+    explicit --per-device (or config batch) that does not fit is a one-line InputError; by default the
+    pairs per device are K, fewer when they do not fit."""
+    from jax_inpaint.inversion import inpainter as I
+    from jax_inpaint.inversion.search import fit_search, gigabytes
+
+    G, cfg = inpainter.G, inpainter.cfg
+    I.check_host_memory(k, G, cfg)  # one image's K outputs, whatever the step
+    if not n_items:
+        return {}
+    explicit = int(per_device or cfg.batch or 0)
+    what = "--per-device" if per_device else "batch"
+    want = explicit or k
+    per_seed = I.host_bytes_per_seed(G, cfg)
+    avail = I.host_available_memory()
+    if avail is not None:
+        fits = (int(I.HOST_FRACTION * avail // per_seed) - k) // n_dev  # beyond one image's K still collecting
+        if fits < 1 or (explicit and explicit > fits):
+            n = explicit or 1
+            raise InputError(f"{what} {n}: {n_dev} device(s) x {n} (image, seed) pairs per step and one image's "
+                             f"{k} seeds: their outputs need about {gigabytes((n_dev * n + k) * per_seed)} of host "
+                             f"memory, {gigabytes(avail)} available: "
+                             + (f"at most {fits} per device here" if fits >= 1 else "use fewer seeds or devices"))
+        want = min(want, fits)
+    reserve = I.check_host_memory(min(n_items * k, n_dev * want + k), G, cfg)
+    return {group: fit_search(objective, want, inpainter.frozen(objective), reserve=reserve, batch=explicit,
+                              what=what).batch
+            for group, objective in objectives.items()}
+
+
+def _run(todo, objectives, inpainter: Inpainter, out, host, hosts, seeds, batches: dict, mesh, inputs, keys, run_hash,
          progress, should_stop, on_item) -> BatchSummary:
     from tqdm.auto import tqdm
 
     results_path = os.path.join(out, f"results.{host}.jsonl")
-    for it in todo:  # temporary folders an earlier, killed run of this host left behind
-        for stale in glob.glob(os.path.join(out, f".tmp-{glob.escape(it.id)}-*")):
-            shutil.rmtree(stale, ignore_errors=True)
+    ids = {it.id for it in todo}
+    _remove_tmp_items(out, host, ids)  # temporary folders an earlier, killed run of this host left behind
     sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
     t_start = time.time()
     ok = failed = 0
@@ -424,11 +531,11 @@ def _run(todo, objectives, inpainter: Inpainter, out, host, hosts, seeds, batch,
                 continue
             prepared.setdefault((it.prompts, it.attributes), []).append((it, inp))
         for group_key, group in prepared.items():
-            _run_group(inpainter, objectives[group_key], group, seeds, batch, sharding, out, record, should_stop)
+            _run_group(inpainter, objectives[group_key], group, seeds, batches[group_key], sharding, out, record,
+                       should_stop, host)
     finally:
         bar.close()
-        for tmp in glob.glob(os.path.join(out, f".tmp-*-{os.getpid()}")):
-            shutil.rmtree(tmp, ignore_errors=True)
+        _remove_tmp_items(out, host, ids, os.getpid())
     seconds = time.time() - t_start
     return BatchSummary(len(todo), ok, failed, 0, seconds, ok / seconds if seconds > 0 else 0.0, 0, hosts)
 
@@ -438,7 +545,8 @@ def _one_line(e: BaseException) -> str:
     return text if isinstance(e, InputError) else f"{type(e).__name__}: {text}"
 
 
-def _run_group(inpainter: Inpainter, objective, group, seeds, batch, sharding, out, record, should_stop=None):
+def _run_group(inpainter: Inpainter, objective, group, seeds, batch, sharding, out, record, should_stop=None,
+               host: int = 0):
     """Run the (item, seed) units of one objective in fixed-size batches; finish items as they complete.
     A write failure (full disk) ends the run; a result that cannot be made (every seed NaN) fails its item."""
     units = [(i, s) for i in range(len(group)) for s in seeds]
@@ -465,7 +573,7 @@ def _run_group(inpainter: Inpainter, objective, group, seeds, batch, sharding, o
                 except InputError as e:
                     record(item, "failed", error=str(e))
                     continue
-                outputs = _write_item(out, item, result)
+                outputs = _write_item(out, item, result, host)
                 record(item, "ok", outputs=outputs, seconds=round(time.time() - started[i], 3),
                        metrics=_brief(result.metrics))
 

@@ -36,6 +36,13 @@ class _Group(click.Group):
         except OSError as e:
             where = f"{e.filename}: " if getattr(e, "filename", None) else ""
             _fail(f"{where}{e.strerror or e}", 2)
+        except MemoryError:
+            _fail("out of memory: use fewer seeds (--seeds) or a smaller --batch", 2)
+        except Exception as e:  # the accelerator's own out-of-memory error (jaxlib's XlaRuntimeError)
+            if "RESOURCE_EXHAUSTED" not in str(e):
+                raise
+            _fail(f"out of device memory: use fewer seeds (--seeds) or a smaller --batch "
+                  f"({str(e).splitlines()[0][:200]})", 2)
         sys.exit(rv if isinstance(rv, int) else 0)
 
 

@@ -9,7 +9,6 @@ working in one output folder at once.
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import math
 import os
@@ -227,78 +226,79 @@ def _pid_alive(pid: int) -> bool:
 
 
 class FolderLock:
-    """An exclusive lock on a folder: a lock file created with O_EXCL holding the holder's host, pid
-    and start time. A lock left by a killed process on this host is recognised (its pid is gone) and
-    taken over; a live holder is an InputError naming it (or, with `wait`, waited for)."""
+    """An exclusive lock on a folder, held for a run: a lock file in it, locked with flock(2) and
+    holding the holder's host, pid and start time (for the message a second run gets).
+
+    The kernel drops the flock when its process dies, however it dies, so the lock of a killed run is
+    free again at once (its file may stay; it is taken over), and two runs can never both hold it: a
+    run that finds the file replaced after it locked it (the holder released it meanwhile) locks the new
+    one instead. A live holder is an InputError naming it, or is waited for up to `wait` seconds."""
 
     def __init__(self, folder: str | os.PathLike, *, wait: float = 0.0, poll: float = 0.5, name: str = LOCK_FILE):
         self.folder = os.path.abspath(os.fspath(folder))
         self.path = os.path.join(self.folder, name)
         self.wait = wait
         self.poll = poll
-        self.held = False
+        self._fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
 
     def holder(self) -> dict | None:
+        """What the lock file says of its holder (None when unreadable or not ours)."""
         try:
             with open(self.path) as f:
-                return json.load(f)
+                info = json.loads(f.read(4096))
         except (OSError, ValueError):
             return None
+        return info if isinstance(info, dict) else None
 
-    def _stale(self, info: dict | None) -> bool:
-        if info is None:  # unreadable or half-written: stale only if old (a writer may be mid-write)
-            try:
-                return time.time() - os.path.getmtime(self.path) > 10
-            except OSError:
-                return True
-        if info.get("host") != socket.gethostname():
-            return False  # another machine's process: cannot tell, keep it
-        return not _pid_alive(int(info.get("pid", -1)))
+    def _try_lock(self) -> bool:
+        import fcntl
+
+        try:
+            fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o644)
+        except OSError as e:
+            raise InputError(f"{self.folder}: cannot create the lock file ({e.strerror or e})") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            return False
+        try:
+            same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
+        except FileNotFoundError:
+            same = False
+        if not same:  # released and removed by its holder after we opened it: lock the new file
+            os.close(fd)
+            return self._try_lock()
+        me = {"host": socket.gethostname(), "pid": os.getpid(), "since": time.strftime("%Y-%m-%d %H:%M:%S")}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(me).encode(), 0)
+        self._fd = fd
+        return True
 
     def acquire(self) -> "FolderLock":
-        me = {"host": socket.gethostname(), "pid": os.getpid(), "since": time.strftime("%Y-%m-%d %H:%M:%S")}
         deadline = time.monotonic() + self.wait
-        while True:
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                info = self.holder()
-                if self._stale(info):
-                    with contextlib.suppress(FileNotFoundError):
-                        os.remove(self.path)
-                    continue
-                if time.monotonic() < deadline:
-                    time.sleep(self.poll)
-                    continue
+        while not self._try_lock():
+            if time.monotonic() >= deadline:
+                info = self.holder() or {}
                 who = (f"process {info.get('pid')} on {info.get('host')} since {info.get('since')}"
-                       if info else "another process")
-                raise InputError(f"{self.folder} is in use by {who} (if that run is gone, remove "
-                                 f"{self.path})") from None
-            except OSError as e:
-                raise InputError(f"{self.folder}: cannot create the lock file ({e.strerror or e})") from None
-            with os.fdopen(fd, "w") as f:
-                json.dump(me, f)
-            self.held = True
-            return self
+                       if info.get("pid") else "another process")
+                raise InputError(f"{self.folder} is in use by {who}: wait for it to finish (or use --wait)")
+            time.sleep(self.poll)
+        return self
 
     def release(self) -> None:
-        if self.held:
-            self.held = False
+        if self._fd is not None:
             with contextlib.suppress(FileNotFoundError):
-                os.remove(self.path)
+                os.remove(self.path)  # while still locked: a waiting run then locks a new file
+            os.close(self._fd)
+            self._fd = None
 
     def __enter__(self) -> "FolderLock":
         return self.acquire()
 
     def __exit__(self, *exc) -> None:
         self.release()
-
-
-@contextlib.contextmanager
-def locked(folder: str | os.PathLike, *, wait: float = 0.0) -> Iterator[FolderLock]:
-    with FolderLock(folder, wait=wait) as lock:
-        yield lock
-
-
-def is_disk_full(e: BaseException) -> bool:
-    return isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)

@@ -137,6 +137,35 @@ def minimal_network_pickle(init_kwargs, path, state=None):
     return _redump(tree, path, 2)
 
 
+def with_init_kwargs(data_dir, path, class_name: str, edit, protocol: int = 4):
+    """The stripped network pickle with `edit(init_kwargs)` applied to its `class_name` networks (e.g.
+    'Discriminator': the epilogue_kwargs / block_kwargs EasyDicts are plain dicts here, edited in place)."""
+    tree = _record(data_dir)
+    for call in _walk_calls(tree):
+        if call.ref.name == "_reconstruct_persistent_obj" and _meta(call)["class_name"] == class_name:
+            edit(_meta(call)["state"]["_init_kwargs"])
+    return _redump(tree, path, protocol)
+
+
+def edited_rosinality_pt(data_dir, path, g_ema=None, d=None):
+    """tests/data/rosinality/res32_g_ema.pt re-saved by torch.save with `g_ema(state)` / `d(state)` applied to
+    its generator / discriminator state dicts ({name: numpy array}, edited in place)."""
+    import numpy as np
+    import torch
+
+    from convert_weights.pickle_reader import load_torch
+
+    ckpt = load_torch(str(data_dir / "rosinality" / "res32_g_ema.pt"))
+    out = {}
+    for key, edit in (("g_ema", g_ema), ("d", d)):
+        state = {k: np.array(v) for k, v in ckpt[key].items()}
+        if edit is not None:
+            edit(state)
+        out[key] = {k: torch.from_numpy(v) for k, v in state.items()}
+    torch.save(out, path)
+    return path
+
+
 def torch_zip(path, data_pkl: bytes, records=None, compress: bool = False):
     """A torch.save-style zip: archive/data.pkl (+ archive/data/<key> records)."""
     import zipfile

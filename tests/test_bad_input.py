@@ -70,12 +70,22 @@ def _faces(folder):
     return str(d)
 
 
+def _reserved_faces(folder):
+    d = folder / "reserved_faces"
+    d.mkdir()
+    rng = np.random.RandomState(1)
+    for name in ("a.png", "summary.json.png"):  # its item folder would be the batch's summary.json
+        _png(d / name, rng.randint(0, 256, (32, 32, 3), dtype=np.uint8))
+    return str(d)
+
+
 MAKERS: dict[str, Callable[[pathlib.Path], str]] = {
     "face": _face,
     "not_an_image": _not_an_image,
     # -- outputs
     "a_file": _a_file,
     "faces": _faces,
+    "reserved_faces": _reserved_faces,
 }
 
 # -- options: config files and latents files
@@ -121,6 +131,15 @@ MAKERS.update({
     "latents_seeds": _npz("seeds.npz", ws=_WS, seeds=np.array([3, 3])),
     "latents_extra": _npz("extra.npz", ws=_WS, payload=np.zeros(3)),
     "latents_npy": _npy,
+    # -- inpaint-batch manifests (JSONL): fields of the wrong type, an id of the batch's own files
+    "manifest_image_number": _text("image_number.jsonl", '{"image": "a.png", "mask": "center"}\n'
+                                                         '{"image": 5, "mask": "center"}\n'),
+    "manifest_attribute_list": _text("attribute_list.jsonl",
+                                     '{"image": "a.png", "mask": "center", "attributes": {"Smiling": [1]}}\n'),
+    "manifest_prompt_not_pair": _text("prompt_not_pair.jsonl",
+                                      '{"image": "a.png", "mask": "center", "prompt": [["a smile"]]}\n'),
+    "manifest_reserved_id": _text("reserved_id.jsonl", '{"image": "a.png", "mask": "center", '
+                                                       '"id": "results.0.jsonl"}\n'),
     "latents_pickle": _text("pickle.npz", b"\x80\x04\x95\x05\x00\x00\x00\x00\x00\x00\x00}\x94."),
 })
 
@@ -275,6 +294,38 @@ def _ros_huge_index(folder):
     return str(folder / "huge_index.pt")
 
 
+def _ros_edited(name, g_ema=None, d=None):
+    """res32_g_ema.pt with its g_ema / d state dicts edited: architectures read off nonsense tensor shapes."""
+    def make(folder):
+        from pickle_tools import edited_rosinality_pt
+        return str(edited_rosinality_pt(_DATA, folder / name, g_ema=g_ema, d=d))
+    return make
+
+
+def _narrow(name, width):
+    """Keep the first `width` input columns of the [out, in] weight `name`."""
+    def edit(state):
+        state[name] = np.ascontiguousarray(state[name][:, :width])
+    return edit
+
+
+def _nvidia_state_edited(src, name, edit):
+    def make(folder):
+        state = dict(np.load(_DATA / "stylegan2" / src))
+        edit(state)
+        np.savez(folder / name, **state)
+        return str(folder / name)
+    return make
+
+
+def _d_kwargs_pkl(name, edit):
+    """The tiny NVIDIA network pickle with its Discriminator's constructor kwargs edited."""
+    def make(folder):
+        from pickle_tools import with_init_kwargs
+        return str(with_init_kwargs(_DATA, folder / name, "Discriminator", edit))
+    return make
+
+
 def _hf_edited(src, name, file, key, value):
     """A copy of a Hugging Face test checkpoint folder with one JSON value changed."""
     def make(folder):
@@ -349,6 +400,18 @@ MAKERS.update({
     "gen_long_filter": _model_folder("generator", "gen_filter",
                                      _set(["config", "G", "resample_filter"], [1.0] * 10 ** 5)),
     "clf_many_layers": _model_folder("classifier", "clf_layers", _set(["config", "encoder", "num_layers"], 10 ** 9)),
+    "ros_fc0_zero_width_pt": _ros_edited("ros_z0.pt", g_ema=_narrow("style.1.weight", 0)),
+    # final_conv takes the 4x4 channels plus the minibatch-std ones: one fewer than the channels -> mbstd -1
+    "ros_d_mbstd_negative_pt": _ros_edited("ros_mbstd.pt", d=lambda s: _narrow(
+        "final_conv.0.weight", s["final_conv.0.weight"].shape[0] - 1)(s)),
+    "nvidia_fc0_narrower_than_embed_npz": _nvidia_state_edited("conditional_G_state.npz", "cond_fc0.npz",
+                                                               _narrow("mapping.fc0.weight", 10)),
+    "d_mbstd_not_dividing_pkl": _d_kwargs_pkl("d_mbstd3.pkl", lambda kw: kw["epilogue_kwargs"].update(
+        mbstd_num_channels=3)),
+    "d_mbstd_group_zero_pkl": _d_kwargs_pkl("d_group0.pkl", lambda kw: kw["epilogue_kwargs"].update(
+        mbstd_group_size=0)),
+    "kwargs_even_kernel": _kwargs_json("kwargs_even_kernel.json", lambda kw: kw["synthesis_kwargs"].update(
+        kernel_size=2)),
     "hf_clip_bad_size": _hf_edited("clip/tiny-clip-hf", "clip_bad_size", "preprocessor_config.json", "size",
                                    {"shortest_edge": [224]}),
     "hf_vit_many_layers": _hf_edited("vit/tiny-vit-celeba-hf", "vit_layers", "config.json", "num_hidden_layers",
@@ -389,6 +452,18 @@ ROWS: list[Row] = [
         "unknown attributes"),
     row("batch-per-device-0", ["inpaint-batch", "--images", "{faces}", "--mask", "center", *DEMO,
                                "--per-device", "0", "--out", "{out}"], "--per-device"),
+    row("batch-image-named-like-summary-json", ["inpaint-batch", "--images", "{reserved_faces}", "--mask", "center",
+                                                *DEMO, "--out", "{out}"], "summary.json.png: the item name"),
+    row("batch-per-device-exceeds-host-memory", ["inpaint-batch", "--images", "{faces}", "--mask", "center", *DEMO,
+                                                 "--per-device", "100000000", "--out", "{out}"],
+        "--per-device 100000000: 1 device(s)"),
+    *[row(f"batch-manifest-{label}", ["inpaint-batch", "--manifest", "{%s}" % name, *DEMO, "--out", "{out}"], expect)
+      for label, name, expect in [
+          ("image-a-number", "manifest_image_number", "image_number.jsonl: row 2: 'image' must be text (got 5)"),
+          ("attribute-a-list", "manifest_attribute_list", "row 1: attribute Smiling: the target must be a number"),
+          ("prompt-not-a-pair", "manifest_prompt_not_pair", "row 1: each prompt must be a text or a [text, weight]"),
+          ("id-of-the-results-file", "manifest_reserved_id", "a.png: the item name 'results.0.jsonl' is taken"),
+      ]],
     row("batch-wait-negative", ["inpaint-batch", "--images", "{faces}", "--mask", "center", *DEMO,
                                 "--wait", "-1", "--out", "{out}"], "--wait"),
     row("evaluate-prompt-without-clip", ["evaluate", "--gan-samples", "1", *DEMO, "--prompt", "a smile",
@@ -516,6 +591,21 @@ ROWS: list[Row] = [
           ("string-for-number", "kwargs_string", "z_dim must be a non-negative integer, got '64'"),
           ("fraction-for-count", "kwargs_fraction", "w_dim must be a non-negative integer, got 63.5"),
           ("nested-string", "kwargs_nested_string", "mapping_kwargs.num_layers must be a non-negative integer")]],
+    # architectures read off crafted tensor shapes (rosinality, NVIDIA state dicts) or constructor kwargs get the
+    # checks a model.json gets (from_dict), not a traceback from tracing nonsense sizes
+    *[row(f"convert-{label}", ["convert", "stylegan2", "{%s}" % name, "{out}"], expect)
+      for label, name, expect in [
+          ("rosinality-fc0-zero-width", "ros_fc0_zero_width_pt",
+           "g_ema: z_dim, w_dim, img_channels, mapping_layers, kernel_size and channels must be positive"),
+          ("rosinality-d-mbstd-negative", "ros_d_mbstd_negative_pt",
+           "d: mbstd_num_channels must be an integer in [0, 2^31), got -1"),
+          ("nvidia-state-fc0-narrower-than-embed", "nvidia_fc0_narrower_than_embed_npz",
+           "generator (inferred from the tensor shapes): z_dim must be an integer in [0, 2^31), got -54"),
+          ("nvidia-pickle-d-mbstd-not-dividing", "d_mbstd_not_dividing_pkl",
+           "D: mbstd_num_channels (3) must divide the 4x4 channels (32)"),
+          ("nvidia-pickle-d-mbstd-group-zero", "d_mbstd_group_zero_pkl", "D: mbstd_group_size must be positive")]],
+    row("convert-init-kwargs-even-kernel", ["convert", "stylegan2", "{g_state_npz}", "{out}", "--init-kwargs",
+                                            "{kwargs_even_kernel}"], "kernel_size must be odd"),
     row("convert-init-kwargs-with-nvidia-pickle", ["convert", "stylegan2", "{tiny_pkl}", "{out}", "--init-kwargs",
                                                    "{tiny_kwargs}"], "--init-kwargs is for bare state dicts"),
     row("convert-conv-clamp-negative", ["convert", "stylegan2", "{g_state_npz}", "{out}", "--conv-clamp", "-1"],

@@ -23,7 +23,8 @@ from convert_weights.stylegan2 import convert_stylegan2
 from jax_inpaint import batch as B
 from jax_inpaint.batch import read_items, read_results, run_batch
 from jax_inpaint.cli import main
-from jax_inpaint.files import LOCK_FILE
+from jax_inpaint.errors import InputError
+from jax_inpaint.files import LOCK_FILE, FolderLock
 from jax_inpaint.generate import generate
 from jax_inpaint.models.stylegan2 import load_generator
 
@@ -259,11 +260,24 @@ def test_moved_images_are_done_a_changed_image_is_redone(setup, copy_of, tmp_pat
 
 def test_a_second_run_on_a_held_folder_exits_2_naming_the_holder(setup, copy_of):
     root, _ = setup
-    plant_lock(copy_of, os.getpid())  # a live holder: this very process
     before = listing(copy_of)
-    one_line_error(invoke(batch_args(root, copy_of)), f"is in use by process {os.getpid()}")
-    one_line_error(invoke(batch_args(root, copy_of, "--wait", "0.2")), f"is in use by process {os.getpid()}")
+    with FolderLock(copy_of, name=LOCK_FILE):  # a live holder: this very process, holding the lock
+        one_line_error(invoke(batch_args(root, copy_of)), f"is in use by process {os.getpid()}")
+        one_line_error(invoke(batch_args(root, copy_of, "--wait", "0.2")), f"is in use by process {os.getpid()}")
     assert listing(copy_of) == before
+
+
+def test_the_lock_is_exclusive_and_a_dead_holders_file_is_taken_over(tmp_path):
+    plant_lock(tmp_path, os.getpid())  # a file that names a live pid, but nobody holds the lock
+    a = FolderLock(tmp_path, name=LOCK_FILE).acquire()
+    b = FolderLock(tmp_path, name=LOCK_FILE)
+    with pytest.raises(InputError, match=f"in use by process {os.getpid()}"):
+        b.acquire()
+    a.release()
+    assert not (tmp_path / LOCK_FILE).exists()
+    b.acquire()  # free again
+    assert b.held and json.loads((tmp_path / LOCK_FILE).read_text())["pid"] == os.getpid()
+    b.release()
 
 
 def test_a_folder_holding_something_else_is_refused(setup, tmp_path):
@@ -316,3 +330,93 @@ def test_manifest_errors(tmp_path):
     assert it.prompts == (("a smile", 1.0), ("red lips", 2.0))
     assert it.attributes == (("Smiling", 1.0), ("Eyeglasses", 0.0))
     assert it.image == str(tmp_path / "a.png") and it.mask == "center"
+
+
+def test_temporary_item_folders_name_the_host_and_only_this_hosts_are_removed(tmp_path):
+    # process ids repeat across the containers of a multi-host run: a host removes only its own folders
+    out = tmp_path / "out"
+    out.mkdir()
+    assert os.path.basename(B._tmp_item(str(out), "face0", 1, 77)) == ".tmp-face0-h1-77"
+    names = [".tmp-face0-h0-77", ".tmp-face0-h0-78", ".tmp-face0-h1-77", ".tmp-face0-5-h0-77", ".tmp-face1-h0-77",
+             ".tmp-face0-77"]
+    for n in names:
+        (out / n).mkdir()
+    B._remove_tmp_items(str(out), 0, {"face0"}, 77)  # the end of host 0's run (process 77): its own items
+    assert sorted(p.name for p in out.iterdir()) == sorted(set(names) - {".tmp-face0-h0-77"})
+    B._remove_tmp_items(str(out), 0, {"face0", "face0-5"})  # the start of host 0's run: any of its processes
+    assert sorted(p.name for p in out.iterdir()) == [".tmp-face0-77", ".tmp-face0-h1-77", ".tmp-face1-h0-77"]
+
+
+@pytest.mark.parametrize("name", ["summary.json", "batch.json", "results.0.jsonl", "results.12.jsonl",
+                                  "Summary.JSON.tmp"])
+def test_item_names_of_the_batchs_own_files_are_refused(setup, tmp_path, name):
+    from jax_inpaint.errors import InputError
+    root, G = setup
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    shutil.copy(root / "imgs" / "face0.png", imgs / f"{name}.png")
+    with pytest.raises(InputError, match=r"is taken by the batch's own files") as e:
+        read_items(images=str(imgs), mask="center")
+    assert f"{name}.png" in str(e.value) and "\n" not in str(e.value)
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(json.dumps({"image": "face0.png", "mask": "center"}) + "\n"
+                        + json.dumps({"image": "face1.png", "mask": "center", "id": name}) + "\n")
+    with pytest.raises(InputError, match=r"m\.jsonl: row 2: .*is taken by the batch's own files"):
+        read_items(manifest=str(manifest))
+    with pytest.raises(InputError, match="batch's own files"):  # items made by a program: refused before writing
+        run_batch([B.Item(name, str(root / "imgs" / "face0.png"), "center")], G, str(tmp_path / "out"),
+                  seeds=[0], progress=False)
+    with pytest.raises(InputError, match="not a plain file name"):
+        run_batch([B.Item(".jax-inpaint.lock", str(root / "imgs" / "face0.png"), "center")], G,
+                  str(tmp_path / "out"), seeds=[0], progress=False)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("row, expect", [
+    ({"image": 5, "mask": "center"}, "row 2: 'image' must be text (got 5)"),
+    ({"image": "a.png", "mask": ["center"]}, "row 2: 'mask' must be text"),
+    ({"image": "a.png", "mask": "center", "id": {"x": 1}}, "row 2: 'id' must be text"),
+    ({"image": "a.png", "mask": "center", "attributes": {"Smiling": [1]}}, "row 2: attribute Smiling: the target "
+                                                                           "must be a number"),
+    ({"image": "a.png", "mask": "center", "attributes": ["Smiling=1"]}, "row 2: 'attributes' must be an object"),
+    ({"image": "a.png", "mask": "center", "prompt": [["a smile", 1, 2]]}, "row 2: each prompt must be a text or"),
+    ({"image": "a.png", "mask": "center", "prompt": [5]}, "row 2: each prompt must be a text or"),
+    ({"image": "a.png", "mask": "center", "prompt": {"a": 1}}, "row 2: 'prompt' must be text or a list"),
+    ({"image": "a.png", "mask": "center", "prompt": [["a smile", "x"]]}, "row 2: prompt 'a smile': the weight"),
+])
+def test_manifest_fields_of_the_wrong_type_are_one_line_errors(tmp_path, row, expect):
+    from jax_inpaint.errors import InputError
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(json.dumps({"image": "b.png", "mask": "center"}) + "\n" + json.dumps(row) + "\n")
+    with pytest.raises(InputError) as e:
+        read_items(manifest=str(manifest))
+    assert expect in str(e.value) and "\n" not in str(e.value), str(e.value)
+    ok = tmp_path / "ok.jsonl"
+    ok.write_text(json.dumps({"image": "a.png", "mask": "center", "id": 7, "prompt": ["a smile", ["red lips", 2]],
+                              "attributes": {"Smiling": 1}}) + "\n")
+    (it,) = read_items(manifest=str(ok))
+    assert (it.id, it.prompts, it.attributes) == ("7", (("a smile", 1.0), ("red lips", 2.0)), (("Smiling", 1.0),))
+
+
+def test_pairs_per_device_fit_the_host_memory(setup, monkeypatch):
+    from jax_inpaint.errors import InputError
+    from jax_inpaint.inversion import inpainter as I
+    from jax_inpaint.inversion.search import get_search
+
+    _, G = setup
+    inpainter = I.Inpainter(G, steps=25, lpips=0.0, lr=0.1, noise="const")
+    objectives = {((), ()): inpainter.objective()}
+    per_seed = I.host_bytes_per_seed(G, inpainter.cfg)
+    k = 8
+    # room for the outputs of one image's 8 seeds and 3 more: at most 3 (image, seed) pairs per device
+    monkeypatch.setattr(I, "host_available_memory", lambda: int((k + 3.5) * per_seed / I.HOST_FRACTION))
+    assert B.fit_per_device(inpainter, objectives, k, 10, 1, None) == {((), ()): 3}  # capped below K
+    search = get_search(objectives[((), ())], 3)
+    assert search.memory is not None  # compiled ahead of time by the fit: the run reuses this executable
+    assert B.fit_per_device(inpainter, objectives, k, 10, 1, 3) == {((), ()): 3}
+    with pytest.raises(InputError, match=r"--per-device 4: .* host memory.* at most 3 per device"):
+        B.fit_per_device(inpainter, objectives, k, 10, 1, 4)
+    with pytest.raises(InputError, match=r"--per-device 2: 2 device\(s\)"):  # 2 devices x 2 + 8 do not fit
+        B.fit_per_device(inpainter, objectives, k, 10, 2, 2)
+    with pytest.raises(InputError, match="--seeds: 12 seeds"):  # one image's K outputs do not fit at all
+        B.fit_per_device(inpainter, objectives, 12, 10, 1, None)

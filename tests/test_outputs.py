@@ -220,3 +220,33 @@ def test_output_folder_removes_only_what_it_created(tmp_path):
         with files.output_folder(tmp_path / "kept"):
             raise RuntimeError
     assert os.listdir(tmp_path) == ["kept"]
+
+
+class XlaRuntimeError(RuntimeError):
+    """Stands in for jaxlib's error of the same name (what a device that runs out of memory raises)."""
+
+
+@pytest.mark.parametrize("error", [MemoryError(), XlaRuntimeError("RESOURCE_EXHAUSTED: Out of memory while "
+                                                                    "trying to allocate 81.2GiB.")],
+                         ids=["host", "device"])
+def test_out_of_memory_is_one_line_and_writes_nothing(face, tmp_path, monkeypatch, error):
+    import jax_inpaint.inversion.inpainter as I
+
+    def exhausted(self, *a, **kw):
+        raise error
+    monkeypatch.setattr(I.Inpainter, "__call__", exhausted)
+    out = tmp_path / "out"
+    r = CliRunner().invoke(main, ["inpaint", str(face), "--mask", "center", "-g", "demo-faces", "--config", "demo",
+                                  "--out", str(out), "-q"])
+    one_line_error(r.exit_code, r.stdout, r.stderr, "out of")
+    assert not out.exists()
+
+
+def test_other_errors_are_not_taken_for_memory_errors(face, tmp_path, monkeypatch):
+    import jax_inpaint.inversion.inpainter as I
+
+    def broken(self, *a, **kw):
+        raise XlaRuntimeError("INTERNAL: something else")
+    monkeypatch.setattr(I.Inpainter, "__call__", broken)
+    with pytest.raises(XlaRuntimeError):
+        main(["inpaint", str(face), "--mask", "center", "-g", "demo-faces", "--out", str(tmp_path / "o"), "-q"])

@@ -279,7 +279,12 @@ def check_prompts(prompts, what: str = "--prompt") -> tuple[tuple[str, float], .
     every weight a finite number > 0; otherwise a one-line InputError."""
     out = []
     for p in prompts or ():
-        text, weight = (p, 1.0) if isinstance(p, str) else tuple(p)
+        if isinstance(p, str):
+            text, weight = p, 1.0
+        elif isinstance(p, (tuple, list)) and len(p) == 2:
+            text, weight = p
+        else:
+            raise InputError(f"{what}: a prompt must be a text or a (text, weight) pair (got {p!r:.40})")
         if not isinstance(text, str):
             raise InputError(f"{what}: a prompt must be text (got {text!r})")
         if not text.strip():

@@ -286,6 +286,9 @@ class Inpainter:
                              clip=None if clip is None else _model(clip, load_clip),
                              classifier=None if classifier is None else _model(classifier, load_classifier), D=D)
         self._built: dict[Constraints, tuple[Objective, dict]] = {}  # constraints -> (objective, its frozen tree)
+        # (program spec, K) -> the search `fit_search` chose for K seeds: fitted once, so later calls with the
+        # same K run the same batches (the free memory read changes between calls; a new split would recompile)
+        self._fitted: dict[tuple, Any] = {}
 
     @property
     def G(self):
@@ -366,7 +369,10 @@ class Inpainter:
         objective = self.objective(prompts, attributes)
         inputs = self.prepare(image, mask, invert_mask=invert_mask)
         host = check_host_memory(len(seeds), self.G, self.cfg)  # before anything is compiled or allocated
-        search = fit_search(objective, len(seeds), self.frozen(objective), reserve=host)  # batches that fit
+        key = (objective.program_spec, len(seeds))
+        search = self._fitted.get(key)
+        if search is None:  # batches that fit; the same for every later call with this K
+            search = self._fitted[key] = fit_search(objective, len(seeds), self.frozen(objective), reserve=host)
         groups = batches(seeds, search.batch)
         bar = _progress_bar(progress, self.cfg.steps * len(groups), len(seeds))
         parts = []

@@ -69,9 +69,18 @@ def _previous_outputs(out: str) -> list[str]:
     names = [n for n in RESULT_FILES if os.path.isfile(os.path.join(out, n))]
     try:
         with open(os.path.join(out, "metrics.json"), encoding="utf-8") as f:
-            seeds = [int(e["seed"]) for e in json.load(f)["seeds"]]
+            entries = json.load(f)["seeds"]
     except (OSError, ValueError, KeyError, TypeError):
         return names
+    seeds = []
+    for e in entries if isinstance(entries, list) else ():
+        try:  # a damaged entry (not an object, no seed, 1e400, "x") is skipped: its files are not ours to remove
+            seed = e["seed"]
+            if isinstance(seed, bool) or not isinstance(seed, (int, float)) or seed != int(seed):
+                continue
+            seeds.append(int(seed))
+        except (KeyError, TypeError, ValueError, OverflowError):
+            continue
     return names + [f"{kind}_{s}.png" for s in seeds for kind in ("completion", "raw")]
 
 

@@ -310,11 +310,6 @@ def get_search(objective: Objective, batch: int) -> Search:
     return search
 
 
-def default_batch(num_seeds: int, cfg: InpaintConfig) -> int:
-    """The batch size asked for (0: all seeds), before `fit_search` checks the memory."""
-    return num_seeds if cfg.batch == 0 else min(cfg.batch, num_seeds)
-
-
 def batches(seeds: Sequence[int], size: int) -> list[list[int]]:
     return [list(seeds[i:i + size]) for i in range(0, len(seeds), size)]
 
@@ -426,23 +421,29 @@ def tree_bytes(tree) -> int:
     return sum(int(getattr(x, "nbytes", 0)) for x in jax.tree.leaves(tree))
 
 
-def fit_search(objective: Objective, num_seeds: int, frozen, *, reserve: int = 0) -> Search:
+def fit_search(objective: Objective, num_seeds: int, frozen, *, reserve: int = 0, batch: int | None = None,
+               what: str = "batch") -> Search:
     """The compiled search that runs `num_seeds` seeds, in batches of `search.batch`.
 
     batch 0 (the default): all seeds at once if the compiled chunk fits in the memory budget, else
     the fewest equal batches that fit (per seed: what the chunk needs beyond the weights, divided by
     its batch size; each new size is compiled and checked again); on CPU at most CPU_MAX_BATCH. A batch set explicitly is kept, but
     refused if its chunk needs more than all the memory available. Where the backend reports no
-    memory, nothing is split. `reserve`: host bytes kept for the outputs (CPU).
+    memory, nothing is split. `reserve`: host bytes kept for the outputs (CPU). `batch`: the batch size
+    asked for instead of the config's (0: as many as fit), named `what` in the error (e.g. '--per-device').
     """
     cfg = objective.cfg
     fixed = tree_bytes(frozen)  # the weights: there once, whatever the batch size
-    if cfg.batch:
-        search = get_search(objective, min(cfg.batch, num_seeds))
+    asked = cfg.batch if batch is None else batch
+    if asked:
+        search = get_search(objective, min(asked, num_seeds))
         need = search.compile(frozen)
         _, avail, where = memory_budget(reserve)
         if need is not None and avail is not None and need > avail:
-            raise InputError(f"batch {search.batch}: the search needs about {gigabytes(need)} of {where}, "
+            raise InputError(f"{what} {search.batch}: the search needs about {gigabytes(need)} of {where}, "
+                             f"{gigabytes(avail)} available: use a smaller {what} (or leave it to fit: as many "
+                             "seeds as fit)" if what != "batch" else
+                             f"batch {search.batch}: the search needs about {gigabytes(need)} of {where}, "
                              f"{gigabytes(avail)} available: use a smaller batch (or batch 0: as many seeds as fit)")
         return search
     batch = num_seeds

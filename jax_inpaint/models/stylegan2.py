@@ -20,7 +20,7 @@ import numpy as np
 
 from jax_inpaint.models import ops
 from jax_inpaint.models.variables import init_variables, input_shape, variable_shapes
-from jax_inpaint.errors import InputError
+from jax_inpaint.errors import InputError, brief
 
 Array = jax.Array
 NoiseDict = Mapping[str, Array]
@@ -61,11 +61,35 @@ MAX_RESOLUTION = 8192  # a config asking for more is refused (hostile model.json
 
 
 def _check_small(cfg, what: str) -> None:
-    """What is built from these values, not only traced: the FIR filter (outer product), the layers."""
-    if not 1 <= len(cfg.resample_filter) <= 16 or cfg.mapping_layers > 256 or getattr(cfg, "kernel_size", 3) > 64:
-        from jax_inpaint.models.folders import ModelFolderError
+    """What both configs' `from_dict` check beyond the types: the sizes of what is built from these values,
+    not only traced (the FIR filter, an outer product; the layers), and values the layers cannot trace or use."""
+    from jax_inpaint.models.folders import ModelFolderError
+
+    kernel_size = getattr(cfg, "kernel_size", 3)
+    if not 1 <= len(cfg.resample_filter) <= 16 or cfg.mapping_layers > 256 or kernel_size > 64:
         raise ModelFolderError(f"{what}: resample_filter must have 1 to 16 taps, mapping_layers at most 256 and "
                                "kernel_size at most 64 (a hostile or corrupt config?)")
+    if kernel_size % 2 == 0 or sum(cfg.resample_filter) == 0:
+        raise ModelFolderError(f"{what}: kernel_size must be odd and resample_filter must not sum to zero")
+    if cfg.conv_clamp is not None and cfg.conv_clamp < 0 or cfg.mapping_lr_multiplier <= 0:
+        raise ModelFolderError(f"{what}: conv_clamp must be non-negative (or null) and mapping_lr_multiplier "
+                               "positive")
+
+
+def _check_resolution(img_resolution: int, channels: tuple, architecture: str, activation: str,
+                      n_channels: int) -> None:
+    """What both configs' __post_init__ check: a power-of-two resolution (capped), one channels entry per
+    block resolution 4 .. img_resolution, a known architecture and activation (InputError, one line)."""
+    log2 = math.log2(img_resolution) if img_resolution > 0 else 0.5
+    if not 4 <= img_resolution <= MAX_RESOLUTION or log2 != int(log2):
+        raise InputError(f"img_resolution must be a power of two in [4, {MAX_RESOLUTION}], got {img_resolution}")
+    if len(channels) != n_channels:
+        raise InputError(f"channels {brief(channels)} do not match the {n_channels} block resolutions 4 .. "
+                         f"{img_resolution}")
+    if architecture not in ARCHITECTURES:
+        raise InputError(f"unknown architecture {brief(architecture)} (expected one of {ARCHITECTURES})")
+    if activation not in ("lrelu", "linear", "relu"):
+        raise InputError(f"unsupported activation {brief(activation)}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,16 +115,8 @@ class GeneratorConfig:
     kernel_size: int = 3
 
     def __post_init__(self):
-        log2 = math.log2(self.img_resolution) if self.img_resolution > 0 else 0.5
-        if not 4 <= self.img_resolution <= MAX_RESOLUTION or log2 != int(log2):
-            raise InputError(f"img_resolution must be a power of two in [4, {MAX_RESOLUTION}], "
-                             f"got {self.img_resolution}")
-        if len(self.channels) != len(self.block_resolutions):
-            raise InputError(f"channels {self.channels} do not match blocks {self.block_resolutions}")
-        if self.architecture not in ARCHITECTURES:
-            raise InputError(f"unknown architecture {self.architecture!r} (expected one of {ARCHITECTURES})")
-        if self.activation not in ("lrelu", "linear", "relu"):
-            raise InputError(f"unsupported activation {self.activation!r}")
+        _check_resolution(self.img_resolution, self.channels, self.architecture, self.activation,
+                          int(math.log2(self.img_resolution)) - 1 if self.img_resolution >= 4 else -1)
 
     # Derived structure -------------------------------------------------------------------------
     @property
@@ -228,6 +244,10 @@ class DiscriminatorConfig:
     resample_filter: tuple[float, ...] = (1.0, 3.0, 3.0, 1.0)
     activation: str = "lrelu"
 
+    def __post_init__(self):
+        _check_resolution(self.img_resolution, self.channels, self.architecture, self.activation,
+                          int(math.log2(self.img_resolution)) - 1 if self.img_resolution >= 4 else -1)
+
     @property
     def block_resolutions(self) -> tuple[int, ...]:  # high to low, excluding the 4x4 epilogue
         return tuple(2 ** i for i in range(int(math.log2(self.img_resolution)), 2, -1))
@@ -247,14 +267,15 @@ class DiscriminatorConfig:
         """From `to_dict`'s JSON (model.json), every field's type checked: one-line InputError."""
         from jax_inpaint.models.folders import ModelFolderError, parse_config
 
-        cfg = parse_config(cls, d, what)
-        log2 = math.log2(cfg.img_resolution) if cfg.img_resolution > 0 else 0.5
-        if not 4 <= cfg.img_resolution <= MAX_RESOLUTION or log2 != int(log2) or len(cfg.channels) != int(log2) - 1:
-            raise ModelFolderError(f"{what}: img_resolution must be a power of two in [4, {MAX_RESOLUTION}] with one "
-                                   "channels entry per resolution 4 .. img_resolution")
+        cfg = parse_config(cls, d, what)  # types, then __post_init__: resolution, channels, architecture
         if min(cfg.img_channels, cfg.mapping_layers, cfg.mbstd_num_channels, *cfg.channels) < 1:
             raise ModelFolderError(f"{what}: img_channels, mapping_layers, mbstd_num_channels and channels must be "
                                    "positive")
+        if cfg.mbstd_group_size is not None and cfg.mbstd_group_size < 1:
+            raise ModelFolderError(f"{what}: mbstd_group_size must be positive (or null), got {cfg.mbstd_group_size}")
+        if cfg.ch(4) % cfg.mbstd_num_channels:
+            raise ModelFolderError(f"{what}: mbstd_num_channels ({cfg.mbstd_num_channels}) must divide the 4x4 "
+                                   f"channels ({cfg.ch(4)})")
         _check_small(cfg, what)
         return cfg
 

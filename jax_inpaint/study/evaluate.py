@@ -194,7 +194,7 @@ def evaluate(generator, out: str | os.PathLike, *, images: str | os.PathLike | S
     records, todo = {}, []
     for case in cases:
         rec = load_record(out, case.id)
-        if rec is not None and rec.get("key") == case_key(fp_hash, case):
+        if isinstance(rec, dict) and rec.get("key") == case_key(fp_hash, case):
             records[case.id] = rec
         else:
             todo.append(case)

@@ -26,7 +26,9 @@ def check_study(out: str, fingerprint: dict) -> None:
         try:
             with open(path) as f:
                 old = json.load(f)["fingerprint"]
-        except (OSError, ValueError, KeyError) as e:
+            if not isinstance(old, dict):
+                raise TypeError(f"'fingerprint' is {type(old).__name__}, not an object")
+        except (OSError, ValueError, KeyError, TypeError) as e:
             raise InputError(f"{path}: unreadable ({e}); delete the folder to start again") from None
         new = jsonable(fingerprint)
         if old != new:
@@ -52,9 +54,11 @@ def record_path(out: str, case_id: str) -> str:
 
 
 def load_record(out: str, case_id: str) -> dict | None:
-    """A case's record, or None when there is none (or it is damaged: the case is then recomputed)."""
+    """A case's record, or None when there is none (or it is damaged, or not a JSON object: the case is
+    then recomputed)."""
     try:
         with open(record_path(out, case_id)) as f:
-            return json.load(f)
+            rec = json.load(f)
     except (OSError, ValueError):
         return None
+    return rec if isinstance(rec, dict) else None
