@@ -338,3 +338,50 @@ def test_records_differences_and_digests():
     a = np.arange(6, dtype=np.float32)
     assert records.digest(a) != records.digest(a.reshape(2, 3)) != records.digest(a.astype(np.float64))
     assert records.digest("x", 1) == records.digest("x", "1") and len(records.digest(a)) == 16
+
+
+def test_resume_files_of_the_wrong_json_type(tmp_path):
+    from jax_inpaint.inversion.outputs import _previous_outputs
+
+    out = tmp_path / "study"
+    out.mkdir()
+    for damaged in ("[1, 2]", '{"fingerprint": [1]}', '"text"'):  # a study.json that is not an object: one line
+        (out / "study.json").write_text(damaged)
+        with pytest.raises(InputError, match="study.json: unreadable") as e:
+            store.check_study(str(out), {"seeds": [0]})
+        assert "\n" not in str(e.value)
+    case = _toy_case()
+    (out / "cases").mkdir()
+    for damaged in ("[1, 2]", "3", "null"):  # a case record that is not an object: recomputed
+        with open(store.record_path(str(out), case.id), "w") as f:
+            f.write(damaged)
+        assert store.load_record(str(out), case.id) is None
+    # a damaged metrics.json: the old-file clean-up skips the bad values and keeps the good ones
+    res = tmp_path / "result"
+    res.mkdir()
+    (res / "metrics.json").write_text('{"seeds": [{"seed": 1e400}, {"seed": 3}, [4], {"seed": "x"}, {"seed": 2.5}, '
+                                      '{"seed": [5]}, {}, {"seed": true}]}')
+    (res / "grid.png").write_bytes(b"x")
+    assert sorted(_previous_outputs(str(res))) == ["completion_3.png", "grid.png", "metrics.json", "raw_3.png"]
+    for damaged in ('{"seeds": 7}', '[1]', '{"seeds": {"seed": 1}}'):
+        (res / "metrics.json").write_text(damaged)
+        assert sorted(_previous_outputs(str(res))) == ["grid.png", "metrics.json"]
+
+
+def test_the_fitted_search_is_kept_per_k(models, monkeypatch):
+    # the free memory read changes between the cases of a study: K must not split differently (and recompile)
+    calls = []
+    real_fit = inpaint_mod.fit_search
+
+    def fit(objective, num_seeds, frozen, **kw):
+        calls.append(num_seeds)
+        return real_fit(objective, num_seeds, frozen, **kw)
+
+    monkeypatch.setattr(inpaint_mod, "fit_search", fit)
+    inpainter = inpaint_mod.Inpainter(models["G"], lpips_model=models["lpips"], **FAST)
+    face = np.zeros((32, 32, 3), np.uint8)
+    first = REAL_INPAINT(inpainter, face, "center", [0, 1], progress=False)
+    again = REAL_INPAINT(inpainter, face, "left", [2, 3], progress=False)
+    assert calls == [2] and first.metrics["search_batch"] == again.metrics["search_batch"]
+    REAL_INPAINT(inpainter, face, "center", [0], progress=False)  # another K: fitted for it
+    assert calls == [2, 1]

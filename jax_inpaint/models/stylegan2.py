@@ -268,12 +268,12 @@ class DiscriminatorConfig:
         from jax_inpaint.models.folders import ModelFolderError, parse_config
 
         cfg = parse_config(cls, d, what)  # types, then __post_init__: resolution, channels, architecture
-        if min(cfg.img_channels, cfg.mapping_layers, cfg.mbstd_num_channels, *cfg.channels) < 1:
-            raise ModelFolderError(f"{what}: img_channels, mapping_layers, mbstd_num_channels and channels must be "
-                                   "positive")
+        if min(cfg.img_channels, cfg.mapping_layers, *cfg.channels) < 1:
+            raise ModelFolderError(f"{what}: img_channels, mapping_layers and channels must be positive")
         if cfg.mbstd_group_size is not None and cfg.mbstd_group_size < 1:
             raise ModelFolderError(f"{what}: mbstd_group_size must be positive (or null), got {cfg.mbstd_group_size}")
-        if cfg.ch(4) % cfg.mbstd_num_channels:
+        # mbstd_num_channels 0: no minibatch-std layer (as in NVIDIA's code)
+        if cfg.mbstd_num_channels and cfg.ch(4) % cfg.mbstd_num_channels:
             raise ModelFolderError(f"{what}: mbstd_num_channels ({cfg.mbstd_num_channels}) must divide the 4x4 "
                                    f"channels ({cfg.ch(4)})")
         _check_small(cfg, what)
