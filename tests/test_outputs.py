@@ -250,3 +250,14 @@ def test_other_errors_are_not_taken_for_memory_errors(face, tmp_path, monkeypatc
     monkeypatch.setattr(I.Inpainter, "__call__", broken)
     with pytest.raises(XlaRuntimeError):
         main(["inpaint", str(face), "--mask", "center", "-g", "demo-faces", "--out", str(tmp_path / "o"), "-q"])
+
+
+@pytest.mark.parametrize("args, expect", [(["--prompt", "a smile"], "--clip"),
+                                          (["--attribute", "Smiling=1"], "--classifier")],
+                         ids=["prompt-without-clip", "attribute-without-classifier"])
+def test_a_missing_constraint_model_is_reported_before_any_model_loads(face, tmp_path, no_models, args, expect):
+    out = tmp_path / "out"
+    r = CliRunner().invoke(main, ["inpaint", str(face), "--mask", "center", "-g", "demo-faces", *args,
+                                  "--out", str(out), "-q"])
+    one_line_error(r.exit_code, r.stdout, r.stderr, expect)
+    assert not out.exists()

@@ -403,6 +403,7 @@ def inpaint(image, mask, generator, *, seeds: Sequence[int] = DEFAULT_SEEDS, con
     """
     cfg = resolve_config(config, **options)
     seeds = check_seeds(seeds)  # before any model is loaded
+    check_constraint_models(prompts, attributes, clip=clip, classifier=classifier)
     inpainter = Inpainter(generator, config=cfg, clip=clip, classifier=classifier, discriminator=discriminator,
                           lpips_model=lpips_model, class_idx=class_idx)
     return inpainter(image, mask, seeds, prompts=prompts, attributes=attributes, invert_mask=invert_mask,
