@@ -253,7 +253,11 @@ def _write_item(out: str, item: Item, result, host: int = 0) -> dict:
     tmp = _tmp_item(out, item.id, host)
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        written = save_result(result, tmp)
+        if hasattr(result, "photos"):  # --align (jax_inpaint.align.photo)
+            from jax_inpaint.align.photo import save_photo_result
+            written = save_photo_result(result, tmp)
+        else:
+            written = save_result(result, tmp)
         if os.path.exists(final):
             shutil.rmtree(final)
         os.rename(tmp, final)
@@ -390,7 +394,7 @@ def run_batch(items: Sequence[Item], generator, out: str, *, seeds: Sequence[int
               process_index: int | None = None, process_count: int | None = None, devices=None,
               progress: bool = True, recompute: bool = False, wait: float = 0.0,
               should_stop: Callable[[], bool] | None = None, on_item: Callable[[dict], None] | None = None,
-              **options) -> BatchSummary:
+              align: bool = False, face: int | None = None, **options) -> BatchSummary:
     """Inpaint every item K = len(seeds) ways. This host takes items i with i % hosts == its index;
     (item, seed) pairs are laid out on a mesh over the local devices, `per_device` pairs on each
     device per compiled step (default: K). Returns the summary of this run.
@@ -402,6 +406,8 @@ def run_batch(items: Sequence[Item], generator, out: str, *, seeds: Sequence[int
     refused (naming what changed) unless `recompute`, which redoes the items made with other options.
     An item whose image changed is redone. `should_stop()` is asked between chunks of the search (it
     ends the run with KeyboardInterrupt); `on_item(record)` is called after each item is recorded.
+    `align`: the images are photos, inpainted through their FFHQ-aligned face (face number `face`, 0 = the
+    largest) and pasted back (jax_inpaint.align.photo); a photo without a face fails its item.
     """
     cfg: InpaintConfig = resolve_config(config, **options)
     seeds = check_seeds(seeds)
@@ -418,6 +424,9 @@ def run_batch(items: Sequence[Item], generator, out: str, *, seeds: Sequence[int
                             classifier=classifier)
     if cfg.realism > 0 and not isinstance(generator, (str, os.PathLike)):
         raise InputError("the realism term needs the discriminator: pass a model folder as the generator")
+    if align:  # the optional extra, checked before anything is written
+        from jax_inpaint.align.landmarks import require
+        require()
     mesh = local_mesh(devices)
     n_dev = mesh.devices.size
     with files.output_folder(out) as out_abs, files.FolderLock(out_abs, wait=wait, name=lock_name(host)):
@@ -426,6 +435,8 @@ def run_batch(items: Sequence[Item], generator, out: str, *, seeds: Sequence[int
         m = inpainter.models
         fingerprint = run_fingerprint(m.G, cfg, seeds, class_idx=class_idx, clip=m.clip, classifier=m.classifier,
                                       lpips_model=m.lpips, D=m.D)
+        if align:
+            fingerprint["align"] = {"face": int(face or 0)}
         _check_folder(out, fingerprint, recompute)
         run_hash = digest(json.dumps(files.jsonable(fingerprint), sort_keys=True))
         inputs = {it.id: item_inputs(it) for it in items}
@@ -455,9 +466,13 @@ def run_batch(items: Sequence[Item], generator, out: str, *, seeds: Sequence[int
         files.write_json(os.path.join(out, "batch.json"), {"format": "jax-inpaint-batch",
                                                            "format_version": FORMAT_VERSION,
                                                            "fingerprint": fingerprint})
+        prepare = None
+        if align:
+            from jax_inpaint.align.photo import photo_preparer
+            prepare = photo_preparer(inpainter, face)
         summary = _run(todo, objectives, inpainter, out, host, hosts, seeds,
                        {g: n_dev * n for g, n in sizes.items()}, mesh, inputs, keys, run_hash, progress, should_stop,
-                       on_item)
+                       on_item, prepare)
     summary.total, summary.skipped, summary.devices = len(mine), len(mine) - len(todo), n_dev
     summary.notes, summary.keys = notes, keys
     return summary
@@ -472,7 +487,7 @@ def fit_per_device(inpainter: Inpainter, objectives: dict, k: int, n_items: int,
     explicit --per-device (or config batch) that does not fit is a one-line InputError; by default the
     pairs per device are K, fewer when they do not fit."""
     from jax_inpaint.inversion import inpainter as I
-    from jax_inpaint.inversion.search import fit_search, gigabytes
+    from jax_inpaint.inversion.search import gigabytes
 
     G, cfg = inpainter.G, inpainter.cfg
     I.check_host_memory(k, G, cfg)  # one image's K outputs, whatever the step
@@ -493,13 +508,12 @@ def fit_per_device(inpainter: Inpainter, objectives: dict, k: int, n_items: int,
                              + (f"at most {fits} per device here" if fits >= 1 else "use fewer seeds or devices"))
         want = min(want, fits)
     reserve = I.check_host_memory(min(n_items * k, n_dev * want + k), G, cfg)
-    return {group: fit_search(objective, want, inpainter.frozen(objective), reserve=reserve, batch=explicit,
-                              what=what).batch
+    return {group: inpainter.fit(objective, want, reserve=reserve, batch=explicit, what=what).batch
             for group, objective in objectives.items()}
 
 
 def _run(todo, objectives, inpainter: Inpainter, out, host, hosts, seeds, batches: dict, mesh, inputs, keys, run_hash,
-         progress, should_stop, on_item) -> BatchSummary:
+         progress, should_stop, on_item, prepare=None) -> BatchSummary:
     from tqdm.auto import tqdm
 
     results_path = os.path.join(out, f"results.{host}.jsonl")
@@ -525,7 +539,7 @@ def _run(todo, objectives, inpainter: Inpainter, out, host, hosts, seeds, batche
         prepared: dict[tuple, list[tuple[Item, Inputs]]] = {}
         for it in todo:
             try:
-                inp = inpainter.prepare(it.image, it.mask)
+                inp = (prepare or inpainter.prepare)(it.image, it.mask)
             except (InputError, OSError, ValueError, Image.DecompressionBombError, MemoryError) as e:
                 record(it, "failed", error=_one_line(e))
                 continue
@@ -561,7 +575,7 @@ def _run_group(inpainter: Inpainter, objective, group, seeds, batch, sharding, o
         targets = np.stack([group[i][1].target for i, _ in chunk])
         knowns = np.stack([~group[i][1].hole for i, _ in chunk])
         res = inpainter.run_search(objective, [s for _, s in chunk], targets, knowns, batch=batch,
-                                   sharding=sharding, should_stop=should_stop)
+                                   sharding=sharding, should_stop=should_stop, groups=[i for i, _ in chunk])
         for i in sorted({i for i, _ in chunk}):
             sel = np.array([j == i for j, _ in chunk])
             pieces.setdefault(i, []).append(res.select(sel))
@@ -570,6 +584,9 @@ def _run_group(inpainter: Inpainter, objective, group, seeds, batch, sharding, o
                 item, inputs = group[i]
                 try:
                     result = inpainter.finish(objective, SearchResult.merge(pieces.pop(i)), inputs)
+                    if hasattr(inputs, "alignment"):  # --align: the completions pasted back into the photo
+                        from jax_inpaint.align.photo import finish_photo
+                        result = finish_photo(result, inputs)
                 except InputError as e:
                     record(item, "failed", error=str(e))
                     continue

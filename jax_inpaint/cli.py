@@ -283,11 +283,17 @@ def inpaint_inputs(fn):
 @click.option("--mask", "-m", required=True,
               help="Mask image (white = hole), or a preset: center, left, right, top, bottom, rect:x,y,w,h.")
 @click.option("--invert-mask", is_flag=True, help="Black marks the hole instead of white.")
+@click.option("--align", "align", is_flag=True,
+              help="IMAGE is a photo: align its face as FFHQ's were (needs the extra: pip install "
+                   "\"jax-inpaint[align]\"), fill the hole (drawn on the photo) there, paste each completion back "
+                   "into the photo (photo_<seed>.png; nothing outside the hole and its seam changes).")
+@click.option("--face", type=click.IntRange(min=0), default=None,
+              help="With --align: which face, by size (0 = the largest) [default: 0].")
 @inpaint_inputs
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Output folder.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def inpaint(image, mask, invert_mask, generator, seeds, config, class_idx, prompts, clip, attributes, classifier,
-            out, quiet, **options):
+def inpaint(image, mask, invert_mask, align, face, generator, seeds, config, class_idx, prompts, clip, attributes,
+            classifier, out, quiet, **options):
     """Fill the hole of IMAGE K ways (one per seed) and write completions, grid, latents, loss plot, metrics.
 
     \b
@@ -303,6 +309,14 @@ def inpaint(image, mask, invert_mask, generator, seeds, config, class_idx, promp
     from jax_inpaint.inversion.outputs import save_result
 
     prompts, attributes = parse_prompts(prompts), parse_attributes(attributes)
+    if face is not None and not align:
+        raise click.UsageError("--face picks a face to align: it needs --align")
+    if align:  # a real photo: through its FFHQ-aligned face and back (jax_inpaint.align.photo)
+        import functools
+
+        from jax_inpaint.align.photo import inpaint_photo, save_photo_result
+
+        run, save_result = functools.partial(inpaint_photo, face=face), save_photo_result
     with output_folder(out):  # an unwritable --out is reported now, not after the search
         result = run(image, mask, generator, seeds=seeds, config=config, prompts=prompts, attributes=attributes,
                      clip=clip, classifier=classifier, class_idx=class_idx, invert_mask=invert_mask,
@@ -322,6 +336,36 @@ def inpaint(image, mask, invert_mask, generator, seeds, config, class_idx, promp
         click.echo(f"  ... and {len(m['seeds']) - len(shown)} more seeds (every one in {out}/metrics.json)")
     if "diversity_hole_lpips" in m:
         click.echo(f"  diversity (mean pairwise LPIPS in the hole): {m['diversity_hole_lpips']:.4f}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Real photos: a face aligned as FFHQ's faces were (jax_inpaint/align/; the optional extra `align`).
+
+@main.command("align")
+@click.argument("photo", type=click.Path(dir_okay=False))
+@click.option("--size", type=click.IntRange(8, 4096), default=1024, help="Side of the aligned image, in pixels "
+              "(the generator's resolution).")
+@click.option("--out", "-o", required=True, type=click.Path(dir_okay=False),
+              help="The aligned face (PNG); the transform is written beside it with .json for .png.")
+@click.option("--face", type=click.IntRange(min=0), default=0, help="Which face, by size (0 = the largest).")
+def align_cmd(photo, size, out, face):
+    """Align the face of PHOTO the way FFHQ's faces were: eyes level and where FFHQ puts them, the crop
+    scaled to the eye and mouth distances, padded (reflected and blurred) where it leaves the photo.
+
+    Writes --out (PNG, --size pixels a side) and its transform as JSON beside it (aligned.png ->
+    aligned.json): 3x3 matrices aligned_to_photo and photo_to_aligned (pixel coordinates, x = column,
+    y = row, pixel centres at whole numbers), the landmarks, the crop quad. Needs the extra:
+    pip install "jax-inpaint[align]" (mediapipe's face models ship inside it: nothing is downloaded).
+
+    \b
+    Example:
+      jax-inpaint align photo.jpg --size 1024 --out aligned.png
+    """
+    from jax_inpaint.align.photo import describe, write_aligned
+
+    al, written = write_aligned(photo, size, out, face=face)
+    click.echo(describe(al))
+    click.echo(f"wrote {written['image']} and {written['json']}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -528,6 +572,11 @@ def evaluate_cmd(images, max_images, gan_samples, truncation_psi, families, rati
 @click.option("--mask", "-m", default=None, help="One mask file or preset for every image (center, left, rect:...).")
 @click.option("--manifest", type=click.Path(dir_okay=False), default=None,
               help="CSV or JSONL with columns image, mask, prompt, attributes (and optionally id).")
+@click.option("--align", "align", is_flag=True,
+              help="The images are photos, masks drawn on them: as `inpaint --align` (the face aligned as FFHQ's, "
+                   "completions pasted back as photo_<seed>.png); a photo without a face fails its item.")
+@click.option("--face", type=click.IntRange(min=0), default=None,
+              help="With --align: which face, by size (0 = the largest) [default: 0].")
 @inpaint_inputs
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False),
               help="Output folder: one sub-folder per image, results.<host>.jsonl, summary.json.")
@@ -545,9 +594,9 @@ def evaluate_cmd(images, max_images, gan_samples, truncation_psi, families, rati
 @click.option("--distributed", is_flag=True,
               help="Initialise jax.distributed from the environment (TPU pods, SLURM, ...).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def inpaint_batch(images, masks, mask, manifest, generator, seeds, config, class_idx, prompts, clip, attributes,
-                  classifier, out, per_device, recompute, wait, coordinator, num_processes, process_id, distributed,
-                  quiet, **options):
+def inpaint_batch(images, masks, mask, manifest, align, face, generator, seeds, config, class_idx, prompts, clip,
+                  attributes, classifier, out, per_device, recompute, wait, coordinator, num_processes, process_id,
+                  distributed, quiet, **options):
     """Inpaint a folder or manifest of images K ways each, on every local device and host.
 
     (image, seed) pairs are spread data-parallel over a mesh of this host's devices; each host takes
@@ -560,6 +609,8 @@ def inpaint_batch(images, masks, mask, manifest, generator, seeds, config, class
     from jax_inpaint.inversion.inputs import parse_attributes
 
     prompts, attributes = parse_prompts(prompts), tuple(parse_attributes(attributes).items())
+    if face is not None and not align:
+        raise click.UsageError("--face picks a face to align: it needs --align")
     items = B.read_items(images=images, masks=masks, mask=mask, manifest=manifest)
     # --prompt / --attribute apply to the images whose manifest row gives none of their own
     items = [B.dataclasses.replace(it, prompts=it.prompts or prompts, attributes=it.attributes or attributes)
@@ -567,7 +618,7 @@ def inpaint_batch(images, masks, mask, manifest, generator, seeds, config, class
     B.initialize_distributed(coordinator, num_processes, process_id, auto=distributed)
     summary = B.run_batch(items, generator, out, seeds=seeds, config=config, clip=clip, classifier=classifier,
                           class_idx=class_idx, per_device=per_device, progress=not quiet, recompute=recompute,
-                          wait=wait, **options)
+                          wait=wait, align=align, face=face, **options)
     for n in summary.notes:
         click.echo(f"note: {n}", err=True)
     click.echo(f"host {B.jax.process_index()}: {summary.ok} done, {summary.failed} failed, {summary.skipped} "
@@ -604,6 +655,40 @@ def demo_cmd(out, seeds, steps, face, quiet):
     for row, probs in res["smiling"].items():
         click.echo(f"{row:12s} Smiling probability per seed: " + " ".join(f"{p:.2f}" for p in probs))
     click.echo(f"wrote {res['grid']} ({res['seconds']:.0f} s)")
+
+
+# ---------------------------------------------------------------------------------------------
+# The web page: paint the hole in a browser, watch the K completions arrive (jax_inpaint/serve/).
+
+@main.command("serve")
+@click.option("--generator", "-g", required=True,
+              help="Model folder from `convert stylegan2`, or a shipped model name (demo-faces).")
+@click.option("--classifier", default=None,
+              help="Attribute classifier folder (or a shipped name, demo-faces): the page offers its labels as targets.")
+@click.option("--clip", default=None, help="CLIP model folder from `convert clip`: the page then takes prompts.")
+@click.option("--config", "config", default=None,
+              help="YAML file or preset name: the page's default preset [default: demo for demo-faces, else default].")
+@click.option("--class", "class_idx", type=click.IntRange(min=0), default=None,
+              help="Class index (conditional generators).")
+@click.option("--host", default="127.0.0.1", help="Address to listen on (0.0.0.0: every network interface).")
+@click.option("--port", type=click.IntRange(0, 65535), default=7860, help="Port to listen on (0: any free port).")
+@click.option("--max-seeds", type=click.IntRange(1, 4096), default=16, help="The largest K a page may ask for.")
+def serve_cmd(generator, classifier, clip, config, class_idx, host, port, max_seeds):
+    """Serve a web page to inpaint with: load or sample a face, paint the hole, choose the options and
+    watch the K completions improve; download everything as a zip.
+
+    The models load once; jobs run one at a time, queued (each page sees its place in the queue), and a
+    page that is closed stops its job. Open the URL it prints (local only, unless --host says otherwise).
+
+    \b
+    Example:
+      jax-inpaint serve --generator demo-faces --classifier demo-faces
+    """
+    from jax_inpaint.serve.server import serve
+
+    serve(generator, classifier=classifier, clip=clip, config=config, class_idx=class_idx, host=host, port=port,
+          max_seeds=max_seeds, echo=click.echo)
+
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -52,6 +52,9 @@ CHANGES = {
     "attr_loss": ("margin", {}, "attributes"),
     "attr_epsilon": (0.2, {"attr_loss": "margin"}, "attributes"),
     "clip_weight": (2.0, {}, "prompts"),
+    "diversity": (0.5, {}, None),
+    "loop": ("scan", {}, None),  # 'auto' is 'host' on CPU
+    "remat": ("blocks", {}, None),
     "chunk": (1, {}, None),
     "batch": (3, {}, None),
     "feather": (5.0, {}, None),
@@ -111,7 +114,7 @@ def test_the_key_is_built_from_frozen_dataclasses(models):
     _frozen_all_the_way(spec)
     assert set(obj.uses) == {f.name for f in dataclasses.fields(Models)}  # each network: used or not
     assert [name for name, _ in spec.models] == ["G", "lpips", "clip", "classifier", "D"]
-    assert dict(spec.models)["G"] == ModelSpec("Generator", models.G.config, (("dtype", jnp.float32),))
+    assert dict(spec.models)["G"] == ModelSpec("Generator", models.G.config, (("dtype", jnp.float32), ("remat", False)))
     assert spec.attr_index == tuple(models.classifier.labels.index(n) for n in ATTRS)
     assert spec.num_prompts == 2 and spec.conditional is False
     # Networks the objective does not use are not in its key.

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-HEAVY = ("jax", "flax", "torch", "optax", "orbax", "transformers")
+HEAVY = ("jax", "flax", "torch", "optax", "orbax", "transformers", "mediapipe", "cv2")
 
 PROBE = """
 import sys
@@ -64,8 +64,9 @@ LAYERS = [
     ("models", ["jax_inpaint.models"]),
     ("inversion", ["jax_inpaint.inversion"]),
     ("study", ["jax_inpaint.study"]),
+    ("align", ["jax_inpaint.align"]),  # a photo through its FFHQ-aligned face and back (uses inversion)
     ("commands", ["jax_inpaint.generate", "jax_inpaint.score", "jax_inpaint.batch", "jax_inpaint.demo",
-                  "jax_inpaint.cli", "jax_inpaint.__main__", "convert_weights"]),
+                  "jax_inpaint.cli", "jax_inpaint.__main__", "convert_weights", "jax_inpaint.serve"]),
 ]
 
 
@@ -158,7 +159,8 @@ def test_no_import_cycles():
 def test_package_inits_hold_no_imports_of_their_modules():
     """Subpackage __init__ files stay empty of imports, so importing one module never drags in its siblings."""
     known = _modules()
-    for name in ("jax_inpaint.models", "jax_inpaint.inversion", "jax_inpaint.study", "jax_inpaint.demo"):
+    for name in ("jax_inpaint.models", "jax_inpaint.inversion", "jax_inpaint.study", "jax_inpaint.demo",
+                 "jax_inpaint.align", "jax_inpaint.serve"):
         tree = ast.parse(known[name].read_text())
         assert not [n for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))], name
 

@@ -19,7 +19,7 @@ from jax_inpaint.inversion.inpainter import inpaint
 from jax_inpaint.models.lpips import load_lpips
 from jax_inpaint.inversion.objective import Constraints, Models, Objective, attribute_loss
 from jax_inpaint.inversion.config import load_config
-from jax_inpaint.inversion.search import get_search
+from jax_inpaint.inversion.search import get_search, resolve_loop
 from jax_inpaint.models.stylegan2 import load_generator
 
 FAST = dict(lpips=0.0, steps=200, lr=0.1, chunk=25, noise="const")
@@ -82,8 +82,12 @@ def test_same_seed_same_result_rerun(models, target, hole, free_run):
 
 
 # The default noise ('random': drawn per seed) and 25 steps: short enough that float32 reassociation
-# (XLA fuses each batch size differently) stays at ~1e-6 in w; over 200 Adam steps it grows to ~1e-2.
+# (XLA fuses and vectorises each batch size differently) stays small in w: ~1e-6 when the steps run in
+# one lax.scan, up to ~3e-3 on a few near-zero components with one compiled step per call (the CPU
+# default, loop 'host': each step a whole program, Adam's update fused with the gradient); the losses
+# agree to 1e-4 either way. Over 200 Adam steps the drift grows to ~1e-2.
 DET = dict(lpips=0.0, steps=25, lr=0.1, chunk=25)
+WS_ATOL = 1e-4 if resolve_loop("auto") == "scan" else 5e-3
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +108,7 @@ def test_each_seed_is_the_same_whatever_the_batch_size(by_batch):
             assert not np.array_equal(v[0], v[1])
         np.testing.assert_allclose(run.history["loss"][0], ref.history["loss"][0], rtol=1e-5)  # the same start
         np.testing.assert_allclose(run.history["loss"], ref.history["loss"], rtol=1e-4, atol=1e-6)
-        np.testing.assert_allclose(run.ws, ref.ws, rtol=0, atol=1e-4)
+        np.testing.assert_allclose(run.ws, ref.ws, rtol=0, atol=WS_ATOL)
         assert run.metrics["search_batch"] == b
 
 
@@ -126,7 +130,7 @@ def test_batch_0_splits_the_seeds_when_they_do_not_fit(models, target, hole, by_
     assert split.config.batch == 0
     np.testing.assert_array_equal(split.ws, by_batch[2].ws)
     np.testing.assert_array_equal(split.history["loss"], by_batch[2].history["loss"])
-    np.testing.assert_allclose(split.ws, by_batch[4].ws, rtol=0, atol=1e-4)
+    np.testing.assert_allclose(split.ws, by_batch[4].ws, rtol=0, atol=WS_ATOL)
     # Not even one seed fits: a one-line error, before anything runs.
     monkeypatch.setattr(S, "memory_budget", lambda reserve=0: (need[1] // 2, need[1] // 2, "host memory"))
     with pytest.raises(InputError, match="one seed's search needs about"):

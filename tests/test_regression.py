@@ -5,7 +5,13 @@ import pytest
 
 from jax_inpaint.inversion.inpainter import inpaint
 
-RUNS = {"demo": dict(config="demo", steps=20, chunk=10), "default": dict(steps=10, chunk=5)}
+# Recorded with the steps of a chunk inside one compiled `lax.scan` (loop 'scan'). On CPU the default
+# loop ('auto') dispatches one compiled step per call ('host'): another XLA program, whose fusion may
+# sum in another order; the MSE-only demo run still matches to 1e-4, while LPIPS's gradient, normalised by
+# Adam's first steps (components near zero become whole steps of lr), drifts by up to ~0.02 in w.
+RUNS = {"demo": dict(config="demo", steps=20, chunk=10), "default": dict(steps=10, chunk=5, loop="scan")}
+TOLERANCES = {"demo": (1e-4, 2e-3, 1e-4), "default": (1e-4, 2e-3, 1e-4), "default-host": (5e-2, 1 / 127.5, 2e-3)}
+RUNS["default-host"] = dict(RUNS["default"], loop="host")
 
 
 @pytest.fixture(scope="module")
@@ -17,8 +23,10 @@ def recorded(data_dir):
 def test_fixed_run_reproduces_recorded_values(recorded, name):
     r = inpaint(recorded["image"], recorded["hole"], "demo-faces", seeds=[0, 1], progress=False, **RUNS[name])
     # Same program, same inputs, same CPU backend: equal up to float32 reassociation by a
-    # different XLA fusion (tolerances far below one uint8 level, 1/127.5).
-    np.testing.assert_allclose(r.ws, recorded[f"{name}_ws"], atol=1e-4)
-    np.testing.assert_allclose(r.completions, recorded[f"{name}_completions"], atol=2e-3)
-    np.testing.assert_allclose([e["best_loss"] for e in r.metrics["seeds"]], recorded[f"{name}_best_loss"],
-                               rtol=1e-4)
+    # different XLA fusion (tolerances far below one uint8 level, 1/127.5); the host loop: see RUNS.
+    ws_tol, pixel_tol, loss_tol = TOLERANCES[name]
+    key = name.split("-")[0]
+    np.testing.assert_allclose(r.ws, recorded[f"{key}_ws"], atol=ws_tol)
+    np.testing.assert_allclose(r.completions, recorded[f"{key}_completions"], atol=pixel_tol)
+    np.testing.assert_allclose([e["best_loss"] for e in r.metrics["seeds"]], recorded[f"{key}_best_loss"],
+                               rtol=loss_tol)

@@ -30,6 +30,8 @@ CHOICES = {
     "schedule": ("exponential", "nvidia"),
     "lpips_mask": ("input", "feature"),
     "attr_loss": ("bce", "margin", "lse"),
+    "loop": ("auto", "scan", "host"),
+    "remat": ("auto", "off", "blocks"),
 }
 
 # The one validation layer of the inpainting options: every field's type and range. A number field
@@ -59,6 +61,7 @@ _RANGES: dict[str, tuple[float, bool, float, bool]] = {
     "attr_weight": (0, True, math.inf, False),
     "attr_epsilon": (0, True, math.inf, False),
     "clip_weight": (0, True, math.inf, False),
+    "diversity": (0, True, math.inf, False),
     "chunk": (1, True, MAX_CHUNK, True),
     "batch": (0, True, math.inf, False),
     "feather": (0, True, math.inf, False),
@@ -218,9 +221,15 @@ class InpaintConfig:
     """eps of the margin / LogSumExp attribute losses (a BCE of 0.1 is a probability of about 0.9)."""
     clip_weight: float = 1.0
     """Weight of the CLIP term, 1 - cosine similarity to each prompt (when prompts are given)."""
+    diversity: float = 0.0
+    """Weight of the joint diversity term: minus the mean pairwise distance between the hole contents of the seeds of one image (0 = each seed optimised alone)."""
     # Running it.
     chunk: int = 25
-    """Steps per compiled chunk between progress updates (no host round trip inside a chunk)."""
+    """Steps between progress updates (and checks for Ctrl-C): the losses are read once per chunk."""
+    loop: str = "auto"
+    """How steps run: 'scan' (a chunk of steps in one compiled loop), 'host' (one compiled step per call, dispatched from Python) or 'auto' (host on CPU, where XLA runs a loop body ~2x slower than the same step alone; scan on GPU/TPU)."""
+    remat: str = "auto"
+    """Recompute each synthesis block in the backward pass instead of storing its activations: 'off', 'blocks', or 'auto' (blocks only when the seeds would not fit in memory at once otherwise)."""
     batch: int = untraced(0, "how seeds are grouped; the batch size is a key of its own (search.get_search)")
     """Seeds optimised at once; 0 = all of them, split into equal batches when the compiled search does not fit in memory (on CPU: at most 256)."""
     feather: float = untraced(2.0, "pastes the known pixels back after the search (inpainter.composite)")

@@ -289,6 +289,14 @@ class Inpainter:
         # (program spec, K) -> the search `fit_search` chose for K seeds: fitted once, so later calls with the
         # same K run the same batches (the free memory read changes between calls; a new split would recompile)
         self._fitted: dict[tuple, Any] = {}
+        self._chosen: dict[tuple, Any] = {}  # (program spec, batch size) -> the search `fit` chose
+
+    def fit(self, objective: Objective, num_seeds: int, **kw):
+        """`fit_search` for this objective's seeds (keywords as there), remembered: `run_search` with the
+        chosen batch size runs the chosen search (which may rematerialise, under remat 'auto')."""
+        search = fit_search(objective, num_seeds, self.frozen(objective), **kw)
+        self._chosen[(objective.program_spec, search.batch)] = search
+        return search
 
     @property
     def G(self):
@@ -319,12 +327,17 @@ class Inpainter:
 
     def run_search(self, objective: Objective, seeds: Sequence[int], target, known, *, batch: int | None = None,
                    sharding=None, should_stop: Callable[[], bool] | None = None,
-                   progress: Callable[[int, np.ndarray], None] | None = None) -> SearchResult:
+                   progress: Callable[[int, np.ndarray], None] | None = None, groups: Sequence[int] | None = None,
+                   preview: Callable[[int, np.ndarray, dict | None], None] | None = None) -> SearchResult:
         """Search `seeds` with the compiled search of `batch` items (default: one per seed; fewer seeds are
         padded). target [H,W,3] and known [H,W] (True/1 = known) are shared by the seeds, or given per seed
-        ([k,H,W,3], [k,H,W]); `sharding`, `should_stop`, `progress`: as `Search.run`."""
-        return self._run(get_search(objective, batch or len(seeds)), objective, seeds, target, known,
-                         sharding=sharding, should_stop=should_stop, progress=progress)
+        ([k,H,W,3], [k,H,W]); `sharding`, `should_stop`, `progress`, `groups` (the image of each seed, for
+        the diversity term), `preview` (the best latents after each chunk): as `Search.run`."""
+        size = batch or len(seeds)
+        # the search `fit` chose for this batch size (it may rematerialise: remat 'auto'), else the plain one
+        search = self._chosen.get((objective.program_spec, size)) or get_search(objective, size)
+        return self._run(search, objective, seeds, target, known, sharding=sharding, should_stop=should_stop,
+                         progress=progress, groups=groups, preview=preview)
 
     def _run(self, search, objective, seeds, target, known, **kw) -> SearchResult:
         _, w_std = w_statistics(self.G)
@@ -372,7 +385,7 @@ class Inpainter:
         key = (objective.program_spec, len(seeds))
         search = self._fitted.get(key)
         if search is None:  # batches that fit; the same for every later call with this K
-            search = self._fitted[key] = fit_search(objective, len(seeds), self.frozen(objective), reserve=host)
+            search = self._fitted[key] = self.fit(objective, len(seeds), reserve=host)
         groups = batches(seeds, search.batch)
         bar = _progress_bar(progress, self.cfg.steps * len(groups), len(seeds))
         parts = []

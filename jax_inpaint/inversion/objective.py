@@ -222,9 +222,12 @@ class Objective:
     def terms(self, frozen, ws: Array, noise, target: Array, known: Array, prepared: dict) -> dict[str, Array]:
         """Unweighted terms for ONE seed: ws [num_ws, w_dim], noise {name: [H, W]}, target [H,W,3], known [H,W],
         prepared = prepare_target(frozen, target, known)."""
+        return self._terms(frozen, ws, noise, target, known, prepared)[0]
+
+    def _terms(self, frozen, ws, noise, target, known, prepared) -> tuple[dict[str, Array], Array]:
         cfg, m = self.cfg, self.models
         img = m.G.synthesize(frozen["G"], ws[None], None if noise is None else
-                             {k: v[None] for k, v in noise.items()})  # [1,H,W,3]
+                             {k: v[None] for k, v in noise.items()}, remat=cfg.remat == "blocks")  # [1,H,W,3]
         tgt = target[None]
         # What the semantic models judge: the photo with the completion in its hole, in range.
         composite = clip_straight_through(known[None, :, :, None] * tgt + (1 - known[None, :, :, None]) * img)
@@ -245,7 +248,7 @@ class Objective:
             sim = self.clip_similarity(frozen, composite)[0]
             w = frozen["prompt_weights"]
             t["clip"] = jnp.sum(w * (1.0 - sim)) / jnp.sum(w)
-        return t
+        return t, img[0]
 
     def weights(self) -> dict[str, float]:
         cfg = self.cfg
@@ -253,7 +256,12 @@ class Objective:
                 "realism": cfg.realism, "attributes": cfg.attr_weight, "clip": cfg.clip_weight}
 
     def loss(self, frozen, ws, noise, target, known, prepared) -> tuple[Array, dict[str, Array]]:
-        t = self.terms(frozen, ws, noise, target, known, prepared)
+        loss, t, _ = self.loss_and_image(frozen, ws, noise, target, known, prepared)
+        return loss, t
+
+    def loss_and_image(self, frozen, ws, noise, target, known, prepared) -> tuple[Array, dict[str, Array], Array]:
+        """(weighted loss, unweighted terms, the generated image [H,W,3]) for ONE seed (as `terms`)."""
+        t, img = self._terms(frozen, ws, noise, target, known, prepared)
         w = self.weights()
-        return sum(w[k] * v for k, v in t.items()), t
+        return sum(w[k] * v for k, v in t.items()), t, img
 

@@ -98,23 +98,34 @@ class SearchResult:
 
 
 class Search:
-    """A compiled search for one program spec (`Objective.program_spec`) and one batch size."""
+    """A compiled search for one program spec (`Objective.program_spec`) and one batch size.
+
+    How the steps run (`cfg.loop`): 'scan' compiles a chunk of `chunk` steps as one `lax.scan`; 'host'
+    compiles ONE step (state donated) and Python dispatches it `chunk` times (dispatch is asynchronous,
+    so the device never waits for Python). On XLA:CPU the body of a compiled loop runs about 2x slower
+    than the same step outside a loop (bench/step.py measures both), so 'auto' is 'host' on CPU and
+    'scan' on GPU/TPU, where a chunk saves the per-step launch and host round trip. Either way the
+    losses are read once per chunk, and a chunk is the unit of progress and interruption.
+    """
 
     def __init__(self, objective: Objective, batch: int):
         self.objective = objective
         self.cfg = cfg = objective.cfg
         self.G = objective.models.G
         self.batch = batch
+        self.loop = resolve_loop(cfg.loop)
         self.tx = optax.adam(lr_schedule(cfg), b1=0.9, b2=0.999, eps=1e-8)
         # Equal chunks of at most cfg.chunk steps that cover the run (steps past the end are no-ops).
         n_chunks = -(-cfg.steps // cfg.chunk)
         self.chunk = -(-cfg.steps // n_chunks)
+        self.steps_per_call = self.chunk if self.loop == "scan" else 1
         self._init = jax.jit(jax.vmap(self._init_one, in_axes=(0, None, None, None)))
-        self._chunk_jit = jax.jit(self._run_chunk, donate_argnums=(0,))
-        self._compiled = None  # the chunk compiled ahead of time by `compile` (single device)
+        self._prepare = jax.jit(jax.vmap(objective.prepare_target, in_axes=(None, 0, 0)))
+        self._program_jit = jax.jit(self._run_chunk, donate_argnums=(0,))
+        self._compiled = None  # the program compiled ahead of time by `compile` (single device)
         self._signature = None  # the argument shapes it was compiled for
-        self.traces = 0  # times the chunk function was traced (each trace is a compile): tests count these
-        self.memory: int | None = None  # bytes the compiled chunk needs (see `compile`)
+        self.traces = 0  # times the program was traced (each trace is a compile): tests count these
+        self.memory: int | None = None  # bytes the compiled program needs (see `compile`)
 
     # One seed ------------------------------------------------------------------------------------
     def _init_one(self, key, frozen, w_std, c):
@@ -143,18 +154,21 @@ class Search:
     def _ws(self, w: Array) -> Array:
         return jnp.broadcast_to(w, (self.G.num_ws, self.G.w_dim))
 
-    def _step_one(self, s, step, frozen, target, known, w_std, prepared):
-        cfg, obj = self.cfg, self.objective
-        noise_key = jax.random.fold_in(s["key"], step)
+    def _loss_one(self, v, s, step, frozen, target, known, w_std, prepared):
+        """One seed's loss at its variables v: (loss, (terms, image [H,W,3]))."""
+        cfg = self.cfg
+        w = v["w"]
+        if cfg.w_noise > 0:
+            noise_key = jax.random.fold_in(s["key"], step)
+            w = w + w_noise_scale(cfg, step, w_std) * jax.random.normal(noise_key, w.shape)
+        noise = v.get("noise", s["fixed_noise"])
+        loss, terms, img = self.objective.loss_and_image(frozen, self._ws(w), noise if self.G.config.use_noise
+                                                         else None, target, known, prepared)
+        return loss, (terms, img)
 
-        def loss_fn(v):
-            w = v["w"]
-            if cfg.w_noise > 0:
-                w = w + w_noise_scale(cfg, step, w_std) * jax.random.normal(noise_key, w.shape)
-            noise = v.get("noise", s["fixed_noise"])
-            return obj.loss(frozen, self._ws(w), noise if self.G.config.use_noise else None, target, known, prepared)
-
-        (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(s["vars"])
+    def _update_one(self, s, step, loss, grads):
+        """One seed's Adam step from its loss and gradient, kept only while the seed is alive."""
+        cfg = self.cfg
         updates, opt = self.tx.update(grads, s["opt"], s["vars"])
         new_vars = optax.apply_updates(s["vars"], updates)
         if cfg.noise == "optimize":
@@ -167,74 +181,124 @@ class Search:
         def pick(cond, a, b):
             return jax.tree.map(lambda x, y: jnp.where(cond, x, y), a, b)
 
-        out = {**s,
-               "vars": pick(ok, new_vars, s["vars"]),
-               "opt": pick(ok, opt, s["opt"]),
-               "best_vars": pick(better, s["vars"], s["best_vars"]),
-               "best_loss": jnp.where(better, loss, s["best_loss"]),
-               "best_step": jnp.where(better, step, s["best_step"]),
-               "alive": s["alive"] & (finite | ~active)}
-        return out, (loss, terms)
+        return {**s,
+                "vars": pick(ok, new_vars, s["vars"]),
+                "opt": pick(ok, opt, s["opt"]),
+                "best_vars": pick(better, s["vars"], s["best_vars"]),
+                "best_loss": jnp.where(better, loss, s["best_loss"]),
+                "best_step": jnp.where(better, step, s["best_step"]),
+                "alive": s["alive"] & (finite | ~active)}
 
-    def _run_chunk(self, state, t0, frozen, targets, knowns, w_std):
+    def _step_one(self, s, step, frozen, target, known, w_std, prepared):
+        (loss, (terms, _)), grads = jax.value_and_grad(self._loss_one, has_aux=True)(
+            s["vars"], s, step, frozen, target, known, w_std, prepared)
+        return self._update_one(s, step, loss, grads), (loss, terms)
+
+    # All seeds -----------------------------------------------------------------------------------
+    def _step_all(self, s, step, frozen, targets, knowns, w_std, prepared, groups):
+        """One step of every item. Without the diversity term each seed's gradient is its own (vmapped
+        per seed); with it, the items of one group (the seeds of one image) are optimised jointly."""
+        if self.cfg.diversity <= 0:
+            return jax.vmap(self._step_one, in_axes=(0, None, None, 0, 0, None, 0))(
+                s, step, frozen, targets, knowns, w_std, prepared)
+        loss_all = jax.vmap(self._loss_one, in_axes=(0, 0, None, None, 0, 0, None, 0))
+
+        def joint(v):
+            losses, (terms, imgs) = loss_all(v, s, step, frozen, targets, knowns, w_std, prepared)
+            div = diversity_terms(imgs, knowns, groups, s["alive"])
+            per_item = losses + self.cfg.diversity * div
+            return jnp.sum(jnp.where(jnp.isfinite(per_item), per_item, 0.0)), (per_item, {**terms, "diversity": div})
+
+        (_, (losses, terms)), grads = jax.value_and_grad(joint, has_aux=True)(s["vars"])
+        new = jax.vmap(self._update_one, in_axes=(0, None, 0, 0))(s, step, losses, grads)
+        return new, (losses, terms)
+
+    def _run_chunk(self, state, t0, frozen, targets, knowns, w_std, prepared, groups):
+        """The compiled program: `steps_per_call` steps from step t0 (a scan of a chunk, or one step)."""
         self.traces += 1  # Python side effect: runs once per trace, never in the compiled program
-        prepared = jax.vmap(self.objective.prepare_target, in_axes=(None, 0, 0))(frozen, targets, knowns)
-        step_all = jax.vmap(self._step_one, in_axes=(0, None, None, 0, 0, None, 0))
 
         def body(s, step):
-            return step_all(s, step, frozen, targets, knowns, w_std, prepared)
+            return self._step_all(s, step, frozen, targets, knowns, w_std, prepared, groups)
 
-        return jax.lax.scan(body, state, t0 + jnp.arange(self.chunk))
+        if self.loop == "scan":
+            return jax.lax.scan(body, state, t0 + jnp.arange(self.chunk))
+        state, out = body(state, t0)
+        return state, jax.tree.map(lambda x: x[None], out)
 
     # Compiling it ahead of time ------------------------------------------------------------------
     def _abstract_args(self, frozen) -> tuple[tuple, tuple]:
-        """Arguments of the init and chunk programs for this batch size, as shapes (nothing allocated)."""
+        """Arguments of the init and step programs for this batch size, as shapes (nothing allocated)."""
         b, res = self.batch, self.G.img_resolution
         f32 = jnp.float32
         keys = jax.eval_shape(jax.vmap(jax.random.key), jax.ShapeDtypeStruct((b,), jnp.uint32))
         w_std = jax.ShapeDtypeStruct((), f32)
         init_args = (keys, frozen, w_std, frozen.get("c"))
         state = jax.eval_shape(self._init, *init_args)
-        return init_args, (state, jax.ShapeDtypeStruct((), jnp.int32), frozen,
-                           jax.ShapeDtypeStruct((b, res, res, 3), f32), jax.ShapeDtypeStruct((b, res, res), f32), w_std)
+        targets, knowns = jax.ShapeDtypeStruct((b, res, res, 3), f32), jax.ShapeDtypeStruct((b, res, res), f32)
+        prepared = jax.eval_shape(self._prepare, frozen, targets, knowns)
+        return init_args, (state, jax.ShapeDtypeStruct((), jnp.int32), frozen, targets, knowns, w_std, prepared,
+                           jax.ShapeDtypeStruct((b,), jnp.int32))
 
     def lower(self, frozen) -> dict[str, "jax.stages.Lowered"]:
         """The search's programs for this batch size, lowered for abstract arguments (nothing allocated,
-        nothing compiled): 'init' (every seed's start state) and 'chunk' (a chunk of steps). What they
-        compute (`as_text()`) is what the compile-cache key (`Objective.program_spec`) must determine."""
+        nothing compiled): 'init' (every seed's start state), 'prepare' (the targets' fixed features)
+        and 'chunk' (the steps of one call). What they compute (`as_text()`) is what the compile-cache
+        key (`Objective.program_spec`) must determine."""
         init_args, chunk_args = self._abstract_args(frozen)
-        return {"init": self._init.lower(*init_args), "chunk": self._chunk_jit.lower(*chunk_args)}
+        return {"init": self._init.lower(*init_args), "prepare": self._prepare.lower(frozen, *chunk_args[3:5]),
+                "chunk": self._program_jit.lower(*chunk_args)}
 
     def compile(self, frozen) -> int:
-        """Compile the chunk for this batch size on the default device without allocating anything
-        (abstract state and targets) and return the bytes it needs: arguments + outputs - donated
-        (aliased) + temporaries, from XLA's memory analysis of the compiled program. Later calls with
-        these shapes run this executable (no second compile)."""
+        """Compile the step program for this batch size on the default device without allocating
+        anything (abstract state and targets) and return the bytes it needs: arguments + outputs -
+        donated (aliased) + temporaries, from XLA's memory analysis of the compiled program. Later calls
+        with these shapes run this executable (no second compile)."""
         if self._compiled is None:
             args = self._abstract_args(frozen)[1]
-            self._compiled = self._chunk_jit.lower(*args).compile()
+            self._compiled = self._program_jit.lower(*args).compile()
             self._signature = _signature(args)
             self.memory = compiled_bytes(self._compiled)
         return self.memory
 
-    def _chunk(self, state, t0, frozen, targets, knowns, w_std):
-        """One compiled chunk of steps (the ahead-of-time executable when the shapes are its own)."""
-        args = (state, t0, frozen, targets, knowns, w_std)
+    def _call(self, *args):
+        """One call of the compiled program (the ahead-of-time executable when the shapes are its own)."""
         if self._compiled is not None and _single_device(args) and _signature(args) == self._signature:
             return self._compiled(*args)
-        return self._chunk_jit(*args)
+        return self._program_jit(*args)
+
+    def _chunk(self, state, t0, frozen, targets, knowns, w_std, prepared=None, groups=None):
+        """One chunk of steps from step t0: (state, (loss [chunk, B], {term: [chunk, B]})). `prepared`:
+        the targets' prepared features (computed here when not given); `groups` [B]: the image of each
+        item (items of one image interact through the diversity term; -1: padding)."""
+        if prepared is None:
+            prepared = self._prepare(frozen, targets, knowns)
+        if groups is None:
+            groups = jnp.zeros((targets.shape[0],), jnp.int32)
+        t0 = int(t0)
+        outs = []
+        for t in range(t0, t0 + self.chunk, self.steps_per_call):
+            state, out = self._call(state, jnp.asarray(t, jnp.int32), frozen, targets, knowns, w_std, prepared, groups)
+            outs.append(out)
+        if len(outs) == 1:
+            return state, outs[0]
+        return state, jax.tree.map(lambda *x: jnp.concatenate(x), *outs)
 
     # Driving it ---------------------------------------------------------------------------------
     def run(self, seeds: Sequence[int], frozen, target: Array, known: Array, w_std: float,
             progress: Callable[[int, np.ndarray], None] | None = None, sharding=None,
-            should_stop: Callable[[], bool] | None = None) -> SearchResult:
+            should_stop: Callable[[], bool] | None = None, groups: Sequence[int] | None = None,
+            preview: Callable[[int, np.ndarray, dict | None], None] | None = None) -> SearchResult:
         """Optimise `len(seeds) <= batch` items (padded to the batch size, so shapes never change).
 
         target [H,W,3] and known [H,W] are shared by all items, or given per item ([k,H,W,3], [k,H,W]).
+        `groups` [k]: which image each item belongs to (the diversity term acts within an image); default:
+        one image when the target is shared, each item its own when targets are given per item.
         `sharding`: a `jax.sharding.Sharding` for arrays whose leading axis is the batch (data
         parallel over a device mesh); the frozen weights are then replicated on the same mesh.
         `should_stop()` is asked before the first chunk and after each chunk's losses are read; when
         it says True the run ends there with KeyboardInterrupt (a deterministic interruption point).
+        `progress(steps, losses [k])` and `preview(steps done, best ws [k, num_ws, w_dim], best noise
+        {name: [k, H, W]} or None)` are called after each chunk.
         """
         seeds = list(seeds)
         k = len(seeds)
@@ -243,6 +307,9 @@ class Search:
         pad = self.batch - k
         padded = seeds + [seeds[-1]] * pad
         targets, knowns = jnp.asarray(target, jnp.float32), jnp.asarray(known, jnp.float32)
+        if groups is None:
+            groups = [0] * k if targets.ndim == 3 else list(range(k))
+        groups = jnp.asarray(list(groups) + [-1] * pad, jnp.int32)
         if targets.ndim == 3:
             targets = jnp.broadcast_to(targets, (k,) + targets.shape)
             knowns = jnp.broadcast_to(knowns, (k,) + knowns.shape)
@@ -253,20 +320,27 @@ class Search:
         if sharding is not None:
             replicated = jax.sharding.NamedSharding(sharding.mesh, jax.sharding.PartitionSpec())
             frozen = jax.device_put(frozen, replicated)
-            keys, targets, knowns = jax.device_put((keys, targets, knowns), sharding)
+            keys, targets, knowns, groups = jax.device_put((keys, targets, knowns, groups), sharding)
         c = frozen.get("c")
         w_std = jnp.asarray(w_std, jnp.float32)
         state = self._init(keys, frozen, w_std, c)
+        prepared = self._prepare(frozen, targets, knowns)
         losses, terms_hist = [], []
         pending = None  # read a chunk's losses only after the next chunk is dispatched (keeps the device busy)
 
-        def collect(t0, out):
+        def collect(t0, out, best):
             loss, terms = out
             loss = np.asarray(loss)[:, :k]
             losses.append(loss)
             terms_hist.append({n: np.asarray(v)[:, :k] for n, v in terms.items()})
+            done = min(t0 + self.chunk, self.cfg.steps)
             if progress is not None:
-                progress(min(self.chunk, self.cfg.steps - t0), loss[-1])
+                progress(done - t0, loss[-1])
+            if preview is not None:
+                best = jax.tree.map(lambda x: np.asarray(x)[:k], best)
+                ws = np.broadcast_to(best["vars"]["w"], (k, self.G.num_ws, self.G.w_dim))
+                noise = best["vars"].get("noise", best["fixed_noise"]) if self.G.config.use_noise else None
+                preview(done, ws, noise)
 
         def check_stop():  # the interruption point: between chunks (Ctrl-C lands within one chunk)
             if should_stop is not None and should_stop():
@@ -274,11 +348,14 @@ class Search:
 
         check_stop()
         for t0 in range(0, self.cfg.steps, self.chunk):
-            state, out = self._chunk(state, jnp.asarray(t0, jnp.int32), frozen, targets, knowns, w_std)
+            state, out = self._chunk(state, t0, frozen, targets, knowns, w_std, prepared, groups)
+            # a copy of the best iterate so far, taken before the next chunk consumes (donates) the state
+            best = None if preview is None else jax.tree.map(
+                jnp.copy, {"vars": state["best_vars"], "fixed_noise": state["fixed_noise"]})
             if pending is not None:
                 collect(*pending)
                 check_stop()
-            pending = (t0, out)
+            pending = (t0, out, best)
         collect(*pending)
         history = {"loss": np.concatenate(losses)[: self.cfg.steps]}
         for n in terms_hist[0]:
@@ -289,6 +366,34 @@ class Search:
         noise = best.get("noise", fixed) if self.G.config.use_noise else None
         return SearchResult(seeds, ws, noise, np.asarray(state["best_loss"])[:k],
                             np.asarray(state["best_step"])[:k], np.asarray(state["alive"])[:k], history)
+
+
+def resolve_loop(loop: str, platform: str | None = None) -> str:
+    """'auto' -> 'host' on CPU, 'scan' on an accelerator; 'scan' and 'host' as given."""
+    if loop != "auto":
+        return loop
+    return "host" if (platform or jax.default_backend()) == "cpu" else "scan"
+
+
+def diversity_terms(imgs: Array, knowns: Array, groups: Array, alive: Array) -> Array:
+    """Each item's share of the joint diversity term: minus the mean distance of its hole content to that
+    of the other live items of its group. imgs [B,H,W,3], knowns [B,H,W] (1 = known), groups [B] (-1:
+    padding, no partner), alive [B]. Distance: the RMS difference of the hole pixels, each image
+    box-filtered to at most 32x32 first (the structure of the completion, not its pixel noise); the
+    hole is each item's own, so items of one image compare the same pixels."""
+    b, h, w, c = imgs.shape
+    f = max(1, h // 32)
+    hole = 1.0 - knowns
+    x = (imgs * hole[..., None]).reshape(b, h // f, f, w // f, f, c).mean(axis=(2, 4)).reshape(b, -1)
+    area = hole.reshape(b, h // f, f, w // f, f).mean(axis=(2, 4)).reshape(b, -1)
+    live = alive & (groups >= 0)
+    x = jnp.where(live[:, None], x, 0.0)  # a dead seed (NaN) is no partner, and leaks no NaN into the others
+    d2 = jnp.sum(jnp.square(x[:, None] - x[None]), axis=-1) / jnp.maximum(
+        c * jnp.sum(area, axis=-1)[:, None], 1e-6)
+    pair = (groups[:, None] == groups[None]) & live[:, None] & live[None] & ~jnp.eye(b, dtype=bool)
+    dist = jnp.sqrt(jnp.where(pair, d2, 1.0) + 1e-8)  # where before sqrt: no infinite gradient at 0
+    n = jnp.sum(pair, axis=1)
+    return -jnp.sum(jnp.where(pair, dist, 0.0), axis=1) / jnp.maximum(n, 1)
 
 
 _SEARCHES: dict[tuple[ProgramSpec, int], Search] = {}
@@ -423,6 +528,31 @@ def tree_bytes(tree) -> int:
 
 def fit_search(objective: Objective, num_seeds: int, frozen, *, reserve: int = 0, batch: int | None = None,
                what: str = "batch") -> Search:
+    """The compiled search that runs `num_seeds` seeds, in batches of `search.batch` (see `_fit`).
+
+    remat 'auto': the synthesis blocks are rematerialised only when that lets more seeds run at once
+    than without (the seeds would otherwise be split into batches, or not even one would fit); the
+    search then runs the rematerialised program (`search.objective.cfg.remat == 'blocks'`)."""
+    if objective.cfg.remat != "auto":
+        return _fit(objective, num_seeds, frozen, reserve=reserve, batch=batch, what=what)
+    try:
+        search = _fit(objective, num_seeds, frozen, reserve=reserve, batch=batch, what=what)
+    except InputError:
+        search = None
+    if search is not None and search.batch >= num_seeds:
+        return search
+    remat = Objective(objective.models, objective.cfg.replace(remat="blocks"), objective.constraints, objective.c)
+    try:
+        other = _fit(remat, num_seeds, frozen, reserve=reserve, batch=batch, what=what)
+    except InputError:
+        if search is None:
+            raise
+        return search
+    return other if search is None or other.batch > search.batch else search
+
+
+def _fit(objective: Objective, num_seeds: int, frozen, *, reserve: int = 0, batch: int | None = None,
+         what: str = "batch") -> Search:
     """The compiled search that runs `num_seeds` seeds, in batches of `search.batch`.
 
     batch 0 (the default): all seeds at once if the compiled chunk fits in the memory budget, else

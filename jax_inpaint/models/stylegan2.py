@@ -477,6 +477,7 @@ class SynthesisBlock(nn.Module):
 class SynthesisNetwork(nn.Module):
     cfg: GeneratorConfig
     dtype: Any = jnp.float32
+    remat: bool = False  # recompute each block's activations in the backward pass (jax.checkpoint)
 
     @nn.compact
     def __call__(self, ws: Array, noise: NoiseDict | None) -> Array:
@@ -486,9 +487,10 @@ class SynthesisNetwork(nn.Module):
             raise ValueError(f"ws must be [N, {cfg.num_ws}, {cfg.w_dim}], got {ws.shape}")
         ws = ws.astype(jnp.float32)
         x = img = None
+        block = nn.remat(SynthesisBlock) if self.remat else SynthesisBlock  # same parameter names
         for res in cfg.block_resolutions:
             lo, hi = cfg.ws_slices[res]
-            x, img = SynthesisBlock(cfg, res, self.dtype, name=f"b{res}")(x, img, ws[:, lo:hi], noise)
+            x, img = block(cfg, res, self.dtype, name=f"b{res}")(x, img, ws[:, lo:hi], noise)
         return img
 
 
@@ -497,10 +499,11 @@ class GeneratorModule(nn.Module):
 
     cfg: GeneratorConfig
     dtype: Any = jnp.float32
+    remat: bool = False
 
     def setup(self):
         self.mapping = MappingNetwork(self.cfg.mapping)
-        self.synthesis = SynthesisNetwork(self.cfg, self.dtype)
+        self.synthesis = SynthesisNetwork(self.cfg, self.dtype, self.remat)
         self.w_avg = self.variable("buffers", "w_avg", lambda: jnp.zeros((self.cfg.w_dim,), jnp.float32))
 
     def map(self, z, c, truncation_psi=1.0, truncation_cutoff=None):
@@ -653,9 +656,12 @@ class Generator:
                 for i, (name, shape) in enumerate(self.config.noise_shapes.items())}
 
     # Pure functions --------------------------------------------------------------------------------
-    def synthesize(self, variables: Mapping, ws: Array, noise: NoiseDict | None) -> Array:
-        """Pure synthesis: ws [N, num_ws, w_dim], noise dict (or None) -> images [N, R, R, C]."""
-        return self.module.apply(variables, ws, noise, method=GeneratorModule.synthesize)
+    def synthesize(self, variables: Mapping, ws: Array, noise: NoiseDict | None, remat: bool = False) -> Array:
+        """Pure synthesis: ws [N, num_ws, w_dim], noise dict (or None) -> images [N, R, R, C]. remat: each
+        synthesis block is rematerialised (`jax.checkpoint`): its gradient recomputes its activations
+        instead of storing them (the same values; less memory, about one more forward pass of time)."""
+        module = self.module.clone(remat=True) if remat else self.module
+        return module.apply(variables, ws, noise, method=GeneratorModule.synthesize)
 
     def map_fn(self, variables: Mapping, z: Array, c: Array | None, truncation_psi=1.0,
                truncation_cutoff: int | None = None) -> Array:
