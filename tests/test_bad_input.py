@@ -490,6 +490,8 @@ ROWS: list[Row] = [
         ("--steps", "2000000", "--steps must be in [1, 1,000,000]"),
         ("--chunk", "1000000000", "--chunk must be in [1, 10,000]"), ("--batch", "-1", "--batch must be >= 0"),
         ("--space", "bogus", "--space"), ("--class", "-1", "--class"),
+        ("--diversity", "-1", "--diversity must be >= 0"), ("--diversity", "nan", "--diversity must be a finite"),
+        ("--loop", "while", "--loop"), ("--remat", "layers", "--remat"),
     ]],
     row("inpaint-mse-0-lpips-0", [*INPAINT, "--mse", "0", "--lpips", "0"], "--mse and --lpips are both 0"),
     row("inpaint-mse-0-lpips-0-prompt-only", [*INPAINT, "--mse", "0", "--lpips", "0", "--attr-weight", "1"],
@@ -666,6 +668,13 @@ ROWS: list[Row] = [
     # -- memory: seeds whose outputs cannot fit in the host's memory are refused before anything compiles
     #    (1,000,000 seeds of the 32x32 demo: ~127 GB of images, latents and loss histories: refused on any
     #    machine with less than twice that available; tests/test_memory.py checks it with the memory patched)
+    # -- the web page: options refused before anything loads or listens
+    row("serve-port-range", ["serve", *DEMO, "--port", "70000"], "70000 is not in the range 0<=x<=65535"),
+    row("serve-max-seeds-zero", ["serve", *DEMO, "--max-seeds", "0"], "0 is not in the range 1<=x<=4096"),
+    row("serve-config-missing", ["serve", *DEMO, "--port", "0", "--config", "{out}"], "no such config file or preset"),
+    row("serve-generator-missing", ["serve", "-g", "{out}", "--port", "0"], "no such model folder"),
+    row("serve-host-bad", ["serve", *DEMO, "--port", "0", "--host", "999.1.1.1"], "not a name or address to listen on"),
+    row("inpaint-face-without-align", [*INPAINT, "--face", "1"], "needs --align"),
     row("inpaint-seeds-outputs-exceed-host-memory",
         ["inpaint", "{face}", "--mask", "center", *DEMO, "--config", "demo", "--seeds", "0-999999", "--out", "{out}"],
         "host memory"),
