@@ -539,8 +539,9 @@ def fit_search(objective: Objective, num_seeds: int, frozen, *, reserve: int = 0
         search = _fit(objective, num_seeds, frozen, reserve=reserve, batch=batch, what=what)
     except InputError:
         search = None
-    if search is not None and search.batch >= num_seeds:
-        return search
+    explicit = objective.cfg.batch if batch is None else batch
+    if search is not None and (explicit or search.batch >= _cpu_cap(num_seeds)):
+        return search  # a batch size asked for and fitting, or not limited by memory: nothing to gain
     remat = Objective(objective.models, objective.cfg.replace(remat="blocks"), objective.constraints, objective.c)
     try:
         other = _fit(remat, num_seeds, frozen, reserve=reserve, batch=batch, what=what)
@@ -549,6 +550,14 @@ def fit_search(objective: Objective, num_seeds: int, frozen, *, reserve: int = 0
             raise
         return search
     return other if search is None or other.batch > search.batch else search
+
+
+def _cpu_cap(num_seeds: int) -> int:
+    """The most seeds batch 0 runs at once before memory is asked: all of them, or on CPU equal batches
+    of at most CPU_MAX_BATCH."""
+    if jax.devices()[0].platform == "cpu" and num_seeds > CPU_MAX_BATCH:
+        return math.ceil(num_seeds / math.ceil(num_seeds / CPU_MAX_BATCH))
+    return num_seeds
 
 
 def _fit(objective: Objective, num_seeds: int, frozen, *, reserve: int = 0, batch: int | None = None,
@@ -576,9 +585,7 @@ def _fit(objective: Objective, num_seeds: int, frozen, *, reserve: int = 0, batc
                              f"batch {search.batch}: the search needs about {gigabytes(need)} of {where}, "
                              f"{gigabytes(avail)} available: use a smaller batch (or batch 0: as many seeds as fit)")
         return search
-    batch = num_seeds
-    if jax.devices()[0].platform == "cpu" and num_seeds > CPU_MAX_BATCH:
-        batch = math.ceil(num_seeds / math.ceil(num_seeds / CPU_MAX_BATCH))
+    batch = _cpu_cap(num_seeds)
     points = []  # (batch, bytes needed) of the sizes compiled so far
     for _ in range(6):  # the linear estimate converges in one or two steps
         search = get_search(objective, batch)
