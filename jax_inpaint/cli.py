@@ -266,7 +266,8 @@ def inpaint_inputs(fn):
                      help="Class index (conditional generators)."),
         click.option("--prompt", "prompts", multiple=True,
                      help="Text the hole should match (CLIP); repeatable; 'TEXT::WEIGHT' sets a weight."),
-        click.option("--clip", "clip", default=None, help="CLIP model folder from `convert clip` (for --prompt)."),
+        click.option("--clip", "clip", default=None,
+                     help="CLIP model folder from `convert clip`, or a shipped name (demo-faces) (for --prompt)."),
         click.option("--attribute", "attributes", multiple=True,
                      help="Attribute target NAME=P (e.g. Smiling=1); repeatable; needs --classifier."),
         click.option("--classifier", default=None,
@@ -473,7 +474,8 @@ def convert_classifier_cmd(src, dest, overwrite):
 
 @main.command("score")
 @click.argument("images", nargs=-1, required=True, type=click.Path(dir_okay=False))
-@click.option("--clip", default=None, help="CLIP model folder from `convert clip` (with --prompt).")
+@click.option("--clip", default=None,
+              help="CLIP model folder from `convert clip`, or a shipped name (demo-faces) (with --prompt).")
 @click.option("--prompt", "prompts", multiple=True, help="Text to compare every image with (CLIP cosine similarity); "
                                                          "repeatable.")
 @click.option("--classifier", default=None,
@@ -645,15 +647,25 @@ def inpaint_batch(images, masks, mask, manifest, align, face, generator, seeds, 
 @click.option("--steps", type=click.IntRange(min=1), default=None,
               help="Search steps per completion (default: the demo's own, jax_inpaint.demo.run.DEMO_OPTIONS).")
 @click.option("--face", type=click.IntRange(min=0), default=0, help="Which face of the held-out demo set.")
+@click.option("--prompt", default=None,
+              help="Text prompt of the last row, for the shipped demo CLIP [default: 'a face with an open mouth'; "
+                   "'' leaves the row out].")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
-def demo_cmd(out, seeds, steps, face, quiet):
+def demo_cmd(out, seeds, steps, face, prompt, quiet):
     """Inpaint the mouth of a face no model has seen, with the demo models that ship with jax-inpaint:
-    K completions freely, K asking the classifier for Smiling = 1, K for Smiling = 0."""
-    from jax_inpaint.demo.run import run_demo
+    K completions freely, K asking the classifier for Smiling = 1, K for Smiling = 0, and K asking the
+    demo CLIP for a text prompt."""
+    from jax_inpaint.demo.run import DEMO_PROMPT, run_demo
 
-    res = run_demo(out, seeds=seeds, steps=steps, face=face, progress=not quiet)
+    res = run_demo(out, seeds=seeds, steps=steps, face=face, prompt=DEMO_PROMPT if prompt is None else prompt,
+                   progress=not quiet)
     for row, probs in res["smiling"].items():
         click.echo(f"{row:12s} Smiling probability per seed: " + " ".join(f"{p:.2f}" for p in probs))
+    if res["prompt"]:
+        pr = res["prompt"]
+        what, values = ((f"{pr['attribute']} probability", pr["probs"]) if pr["attribute"]
+                        else ("CLIP similarity", pr["similarity"]))
+        click.echo(f"{'prompt':12s} {pr['text']!r}: {what} per seed: " + " ".join(f"{p:.2f}" for p in values))
     click.echo(f"wrote {res['grid']} ({res['seconds']:.0f} s)")
 
 
@@ -665,7 +677,8 @@ def demo_cmd(out, seeds, steps, face, quiet):
               help="Model folder from `convert stylegan2`, or a shipped model name (demo-faces).")
 @click.option("--classifier", default=None,
               help="Attribute classifier folder (or a shipped name, demo-faces): the page offers its labels as targets.")
-@click.option("--clip", default=None, help="CLIP model folder from `convert clip`: the page then takes prompts.")
+@click.option("--clip", default=None,
+              help="CLIP model folder from `convert clip`, or a shipped name (demo-faces): the page then takes prompts.")
 @click.option("--config", "config", default=None,
               help="YAML file or preset name: the page's default preset [default: demo for demo-faces, else default].")
 @click.option("--class", "class_idx", type=click.IntRange(min=0), default=None,

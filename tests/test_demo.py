@@ -16,7 +16,8 @@ from click.testing import CliRunner
 from jax_inpaint.models import shipped as assets
 from jax_inpaint.cli import main
 from jax_inpaint.demo import faces, quality
-from jax_inpaint.demo.run import DEMO_OPTIONS, ROWS, TILE, mouth_hole, run_demo
+from jax_inpaint.demo.run import (DEMO_OPTIONS, DEMO_PROMPT, PROMPT_ROW, ROWS, TILE, mouth_hole, prompt_attribute,
+                                  run_demo)
 from jax_inpaint.demo.train_classifier import attribute_accuracy
 from jax_inpaint.errors import InputError
 from jax_inpaint.models.stylegan2 import load_discriminator, load_generator
@@ -64,23 +65,39 @@ def test_demo_command_writes_its_grid(tmp_path):
     assert f"wrote {out / 'grid.png'}" in r.output
     from jax_inpaint.images import read_rgb
     grid = read_rgb(out / "grid.png")
-    # 3 rows (free, Smiling=1, Smiling=0) of 2 + K tiles of TILE pixels, 4-pixel padding, 12-pixel labels.
-    assert grid.shape == (3 * (TILE + 12 + 4) + 4, 4 * (TILE + 4) + 4, 3)
-    for row, _ in ROWS:
+    # 4 rows (free, Smiling=1, Smiling=0, prompt) of 2 + K tiles of TILE pixels, 4-pixel padding, 12-pixel labels.
+    assert grid.shape == (4 * (TILE + 12 + 4) + 4, 4 * (TILE + 4) + 4, 3)
+    for row in [row for row, _ in ROWS] + [PROMPT_ROW]:
         assert (out / row / "completion_1.png").is_file() and (out / row / "metrics.json").is_file()
-    assert len(r.output.strip().splitlines()) == 4
+    lines = r.output.strip().splitlines()
+    assert len(lines) == 5 and lines[3].startswith(f"prompt       {DEMO_PROMPT!r}: Mouth_Slightly_Open probability")
+    # --prompt '' leaves the prompt row out
+    r = CliRunner().invoke(main, ["demo", "--out", str(tmp_path / "three"), "--seeds", "0-1", "--steps", "2",
+                                  "--prompt", "", "--quiet"])
+    assert r.exit_code == 0, r.output
+    assert read_rgb(tmp_path / "three" / "grid.png").shape[0] == 3 * (TILE + 12 + 4) + 4
+    assert not (tmp_path / "three" / PROMPT_ROW).exists()
+
+
+def test_a_prompt_row_shows_the_attribute_it_names_on_a_fitting_hole():
+    assert prompt_attribute(DEMO_PROMPT) == ("Mouth_Slightly_Open", "mouth")
+    assert prompt_attribute("A Face with EYEGLASSES") == ("Eyeglasses", "eyes")
+    assert prompt_attribute("a woman with purple lipstick") == ("Wearing_Lipstick", "mouth")
+    assert prompt_attribute("a happy face") == (None, "mouth")   # shown with its CLIP similarity
 
 
 def test_run_demo_keeps_the_known_pixels(tmp_path, G, classifier):
     res = run_demo(tmp_path, seeds=SEEDS, steps=STEPS, generator=G, classifier=classifier, progress=False)
-    assert set(res["smiling"]) == {row for row, _ in ROWS}
+    assert set(res["smiling"]) == {row for row, _ in ROWS} and set(res["folders"]) == set(res["smiling"]) | {PROMPT_ROW}
     from jax_inpaint.images import read_rgb
     from jax_inpaint.demo.run import demo_face
     truth, _ = demo_face(0, 32)
     hole = mouth_hole(32)
     from scipy.ndimage import binary_dilation
     far = ~binary_dilation(hole, iterations=2)   # beyond the 1-pixel feather
-    for row, _ in ROWS:
+    assert res["prompt"]["text"] == DEMO_PROMPT and res["prompt"]["attribute"] == "Mouth_Slightly_Open"
+    assert len(res["prompt"]["probs"]) == len(res["prompt"]["similarity"]) == len(SEEDS)
+    for row in res["folders"]:
         comp = read_rgb(os.path.join(res["folders"][row], "completion_0.png"))
         np.testing.assert_array_equal(comp[far], truth[far])   # known pixels pasted back exactly
         assert np.abs(comp[hole].astype(int) - truth[hole]).mean() > 0   # the hole was redrawn

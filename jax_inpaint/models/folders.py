@@ -364,7 +364,7 @@ def read_tree(folder: str | os.PathLike, name: str, expected: Tree | None = None
     that `write_model_folder` wrote: orbax's own restore reads every array concurrently on an
     asyncio loop, and when one read fails (damaged bytes) it closes the loop while the others are
     still in flight, which then print "Event loop is closed" tracebacks. `expected` (shapes, as
-    for `check_tree`) is checked before any data is read.
+    for `check_tree`) is checked before any data is read. float16 arrays are returned as float32.
     """
     import tensorstore as ts
 
@@ -390,7 +390,9 @@ def read_tree(folder: str | os.PathLike, name: str, expected: Tree | None = None
         if expected is not None:
             check_tree(expected, unflatten({k: _Shape(a.shape) for k, a in arrays.items()}), f"{folder}: {name}")
         for key, arr in arrays.items():
-            flat[key] = np.asarray(arr.read().result())
+            value = np.asarray(arr.read().result())
+            # Half-precision storage (the shipped demo CLIP) is computed in float32, as it was trained.
+            flat[key] = value.astype(np.float32) if value.dtype == np.float16 else value
     except ModelFolderError:
         raise
     except Exception as e:  # noqa: BLE001 -- tensorstore raises ValueError / RuntimeError for damaged data

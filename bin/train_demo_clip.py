@@ -1,0 +1,79 @@
+#!/usr/bin/env python
+"""Train the demo CLIP (`--clip demo-faces`) on procedural faces and their texts, resumably, and export it.
+
+    python bin/train_demo_clip.py --out runs/demo_clip                  # train (or resume) in runs/demo_clip
+    python bin/train_demo_clip.py --out runs/demo_clip --export jax_inpaint/models/assets/clip/demo-faces --overwrite
+
+Kill it (or SIGSTOP / SIGCONT it) at any time: the next run with the same --out continues from the newest
+checkpoint. The export prints the held-out with/without accuracy per attribute (also in its model.json).
+The library code is `jax_inpaint.demo.train_clip`.
+"""
+import argparse
+import dataclasses
+import os
+import sys
+
+import jax
+
+from jax_inpaint.demo.train_clip import ClipTrainConfig, export, read_run, train
+from jax_inpaint.errors import InputError
+
+FIELDS = {"steps": "total steps (the learning-rate schedule's length)", "batch": "images per step",
+          "lr": "peak learning rate", "image_size": "image size", "patch_size": "patch size",
+          "vision_width": "vision width", "vision_layers": "vision layers", "vision_heads": "vision heads",
+          "text_width": "text width", "text_layers": "text layers", "text_heads": "text heads",
+          "context_length": "text positions", "projection_dim": "embedding size",
+          "num_images": "training renders", "seed": "initialisation and data-order seed",
+          "checkpoint_every": "steps between checkpoints"}
+
+
+def main(argv=None) -> int:
+    d = ClipTrainConfig()
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", required=True, help="training folder (checkpoints, log)")
+    for name, text in FIELDS.items():
+        p.add_argument("--" + name.replace("_", "-"), type=type(getattr(d, name)), default=None,
+                       help=f"{text} (default {getattr(d, name)}; when resuming, the run's own)")
+    p.add_argument("--max-minutes", type=float, default=None, help="stop (with a checkpoint) after this long")
+    p.add_argument("--cache-dir", default=None, help="where the rendered data set is cached (default OUT/data)")
+    p.add_argument("--tokenizer", default=None,
+                   help="folder with CLIP's vocab.json and merges.txt (default: the shipped demo CLIP's, or "
+                        "tests/data/clip/tiny-clip-hf of a source checkout)")
+    p.add_argument("--export", metavar="DEST", default=None,
+                   help="do not train: write the newest checkpoint of OUT as the model folder DEST")
+    p.add_argument("--overwrite", action="store_true", help="with --export: replace DEST")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    a = p.parse_args(argv)
+    jax.config.update("jax_compilation_cache_dir", os.path.join(os.path.abspath(a.out), "jax_cache"))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+    try:
+        if a.export:
+            dest = export(a.out, a.export, overwrite=a.overwrite)
+            acc = read_run_accuracy(dest)
+            for name, value in acc.items():
+                print(f"{name:22s} {value:.3f}")
+            print(f"wrote {dest}")
+            return 0
+        exists = os.path.isfile(os.path.join(a.out, "train_config.json"))
+        base = ClipTrainConfig.from_dict(read_run(a.out)["config"]) if exists else d
+        given = {name: getattr(a, name) for name in FIELDS if getattr(a, name) is not None}
+        cfg = dataclasses.replace(base, **given)
+        res = train(cfg, a.out, cache_dir=a.cache_dir, tokenizer_dir=a.tokenizer, max_minutes=a.max_minutes,
+                    progress=not a.quiet)
+    except InputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"step {res['step']}, {res['seconds'] / 60:.1f} min in all; export with --export DEST")
+    return 0
+
+
+def read_run_accuracy(dest: str) -> dict:
+    import json
+
+    with open(os.path.join(dest, "model.json")) as f:
+        acc = json.load(f)["source"].get("heldout_with_without", {})
+    return {k: v for k, v in acc.items() if isinstance(v, float)}
+
+
+if __name__ == "__main__":
+    sys.exit(main())
