@@ -686,7 +686,12 @@ def demo_cmd(out, seeds, steps, face, prompt, quiet):
 @click.option("--host", default="127.0.0.1", help="Address to listen on (0.0.0.0: every network interface).")
 @click.option("--port", type=click.IntRange(0, 65535), default=7860, help="Port to listen on (0: any free port).")
 @click.option("--max-seeds", type=click.IntRange(1, 4096), default=16, help="The largest K a page may ask for.")
-def serve_cmd(generator, classifier, clip, config, class_idx, host, port, max_seeds):
+@click.option("--align", "align", is_flag=True,
+              help="Uploaded images are photos: the page paints the hole on their face, aligned as FFHQ's were "
+                   "(needs the extra: pip install \"jax-inpaint[align]\"; the completions are of the aligned face).")
+@click.option("--face", type=click.IntRange(min=0), default=None,
+              help="With --align: which face, by size (0 = the largest) [default: 0].")
+def serve_cmd(generator, classifier, clip, config, class_idx, host, port, max_seeds, align, face):
     """Serve a web page to inpaint with: load or sample a face, paint the hole, choose the options and
     watch the K completions improve; download everything as a zip.
 
@@ -695,12 +700,14 @@ def serve_cmd(generator, classifier, clip, config, class_idx, host, port, max_se
 
     \b
     Example:
-      jax-inpaint serve --generator demo-faces --classifier demo-faces
+      jax-inpaint serve --generator demo-faces --classifier demo-faces --clip demo-faces
     """
     from jax_inpaint.serve.server import serve
 
+    if face is not None and not align:
+        raise click.UsageError("--face picks a face to align: it needs --align")
     serve(generator, classifier=classifier, clip=clip, config=config, class_idx=class_idx, host=host, port=port,
-          max_seeds=max_seeds, echo=click.echo)
+          max_seeds=max_seeds, align=align, face=face, echo=click.echo)
 
 
 if __name__ == "__main__":  # pragma: no cover

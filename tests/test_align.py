@@ -498,3 +498,25 @@ def test_alignment_is_imported_only_when_used():
     assert p.returncode == 0, p.stderr
     assert "Usage: " in p.stdout and "--align" in p.stdout
     assert p.stderr.splitlines()[-1] == "loaded:"
+
+
+@needs_mediapipe
+def test_serve_align_paints_the_hole_on_the_aligned_face(photos):
+    """`jax-inpaint serve --align`: an uploaded photo becomes its face aligned at the generator's size (the
+    image the page paints on); --face picks another; a photo without a face is a one-line error."""
+    from jax_inpaint.align.photo import align_photo
+    from jax_inpaint.serve.engine import Engine
+
+    engine = Engine("demo-faces", align=True)
+    img, notices = engine.fit_image(photos["two-faces"], "two.png")
+    expected, _ = align_photo(photos["two-faces"], 32)
+    np.testing.assert_array_equal(img, expected)
+    assert img.shape == (32, 32, 3) and engine.info()["align"] is True
+    assert len(notices) == 1 and "face 0 of 2" in notices[0] and "1800x1200 photo, aligned to 32x32" in notices[0]
+    second, _ = Engine("demo-faces", align=True, face=1).fit_image(photos["two-faces"])
+    np.testing.assert_array_equal(second, align_photo(photos["two-faces"], 32, face=1)[0])
+    with pytest.raises(InputError, match="cat.png: no face found"):
+        engine.fit_image(np.full((200, 200, 3), 128, np.uint8), "cat.png")
+    with pytest.raises(InputError, match="needs --align"):
+        Engine("demo-faces", face=1)
+    one_line_error(invoke(["serve", "--generator", "demo-faces", "--port", "0", "--face", "1"]), "needs --align")

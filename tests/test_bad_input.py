@@ -675,6 +675,7 @@ ROWS: list[Row] = [
     row("serve-generator-missing", ["serve", "-g", "{out}", "--port", "0"], "no such model folder"),
     row("serve-host-bad", ["serve", *DEMO, "--port", "0", "--host", "999.1.1.1"], "not a name or address to listen on"),
     row("inpaint-face-without-align", [*INPAINT, "--face", "1"], "needs --align"),
+    row("serve-face-without-align", ["serve", *DEMO, "--port", "0", "--face", "1"], "needs --align"),
     row("inpaint-seeds-outputs-exceed-host-memory",
         ["inpaint", "{face}", "--mask", "center", *DEMO, "--config", "demo", "--seeds", "0-999999", "--out", "{out}"],
         "host memory"),

@@ -153,7 +153,7 @@ def test_training_resumes_where_it_stopped_and_exports_a_loadable_clip(tmp_path,
     assert train_clip.train(cfg, tmp_path / "resumed", cache_dir=cache, progress=False)["step"] == 4
 
     def params(run):
-        manager = train_clip._manager(str(run))
+        manager = train_clip.checkpoint_manager(str(run))
         info = train_clip.read_run(run)
         mcfg = train_clip.model_config(cfg, len(info["vocab"]), len(info["vocab"]) - 1)
         state = train_clip._restore(manager, mcfg, cfg, manager.latest_step())

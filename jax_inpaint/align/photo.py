@@ -76,7 +76,8 @@ def align_photo(photo, size: int, *, face: int | None = None, faces=None,
     return aligned, Alignment(size, matrix, chosen.points, (w, h), index, len(faces), chosen.box)
 
 
-def _describe(al: Alignment) -> str:
+def which_face(al: Alignment) -> str:
+    """Which face of the photo an alignment is of, in words."""
     which = "the only face" if al.faces == 1 else (
         f"face {al.face} of {al.faces}" + (" (the largest; --face N picks another, 0 = largest)" if al.face == 0
                                            else " (by size, 0 = the largest)"))
@@ -188,7 +189,7 @@ def prepare_photo(image, mask, resolution: int, *, face: int | None = None, inve
     check_reach(weight, box, al, seam)
     inputs = prepare_inputs(aligned, ffhq.hole_to_aligned(hole, al.matrix, resolution), resolution)
     eyes = ffhq.recipe_positions(al.points, resolution)
-    notices = [f"{_describe(al)}: aligned to {resolution}x{resolution} by the FFHQ recipe (eyes at "
+    notices = [f"{which_face(al)}: aligned to {resolution}x{resolution} by the FFHQ recipe (eyes at "
                f"({eyes['eye_left'][0]:.0f}, {eyes['eye_left'][1]:.0f}) and ({eyes['eye_right'][0]:.0f}, "
                f"{eyes['eye_right'][1]:.0f})); the hole is {inputs.hole.mean():.1%} of the aligned image"]
     source = image if isinstance(image, (str, os.PathLike)) else photo
@@ -419,7 +420,7 @@ def describe(al: Alignment) -> str:
     """One line about an alignment, for the command line."""
     eyes = ffhq.recipe_positions(al.points, al.size)
     p = al.points
-    return (f"{_describe(al)}: eyes at ({p[0][0]:.1f}, {p[0][1]:.1f}) and ({p[1][0]:.1f}, {p[1][1]:.1f}) in the photo, "
+    return (f"{which_face(al)}: eyes at ({p[0][0]:.1f}, {p[0][1]:.1f}) and ({p[1][0]:.1f}, {p[1][1]:.1f}) in the photo, "
             f"at ({eyes['eye_left'][0]:.1f}, {eyes['eye_left'][1]:.1f}) and ({eyes['eye_right'][0]:.1f}, "
             f"{eyes['eye_right'][1]:.1f}) in the {al.size}x{al.size} aligned image "
             f"({ffhq.pixel_scale(al.matrix):.3g} photo pixels per aligned pixel)")

@@ -49,6 +49,7 @@ import numpy as np
 import optax
 
 from jax_inpaint import files
+from jax_inpaint.demo.train_gan import checkpoint_manager, close_run, machine_description
 from jax_inpaint.errors import InputError
 from jax_inpaint.models.clip import CLIP, CLIPConfig, CLIPModule, CLIPTextConfig, CLIPVisionConfig
 from jax_inpaint.models.transformer import EncoderConfig, ImagePreprocess
@@ -600,12 +601,6 @@ class Data:
 # ---------------------------------------------------------------------------------------------
 # The training loop.
 
-def _manager(out: str):
-    import orbax.checkpoint as ocp
-    return ocp.CheckpointManager(os.path.abspath(os.path.join(out, "checkpoints")),
-                                 options=ocp.CheckpointManagerOptions(max_to_keep=2, create=True))
-
-
 def read_run(out: str) -> dict:
     path = os.path.join(os.fspath(out), "train_config.json")
     if not os.path.isfile(path):
@@ -630,7 +625,6 @@ def train(cfg: ClipTrainConfig, out: str | os.PathLike, *, cache_dir: str | os.P
     import orbax.checkpoint as ocp
     from tqdm.auto import tqdm
 
-    from jax_inpaint.demo.train_gan import machine_description
 
     out = os.fspath(out)
     os.makedirs(out, exist_ok=True)
@@ -652,7 +646,7 @@ def train(cfg: ClipTrainConfig, out: str | os.PathLike, *, cache_dir: str | os.P
         raise InputError(f"{out}: its training vocabulary differs from this version's texts: use a new folder")
     info.update(config=cfg.to_dict(), vocab=data.vocab.tolist(), tokenizer=os.path.abspath(tokenizer_dir))
     mcfg = model_config(cfg, len(data.vocab), len(data.vocab) - 1)
-    manager = _manager(out)
+    manager = checkpoint_manager(out)
     latest = manager.latest_step()
     state = init_state(mcfg, cfg, key=jax.random.key(cfg.seed)) if latest is None else \
         _restore(manager, mcfg, cfg, latest)
@@ -694,11 +688,7 @@ def train(cfg: ClipTrainConfig, out: str | os.PathLike, *, cache_dir: str | os.P
     finally:
         bar.close()
         log.close()
-        if int(state.step) != (manager.latest_step() or 0):
-            manager.save(int(state.step), args=ocp.args.StandardSave(state), force=True)
-        manager.wait_until_finished()
-        manager.close()
-        save_info()
+        close_run(manager, state, save_info)
     return {"step": int(state.step), "seconds": seconds0 + time.time() - t0}
 
 
@@ -760,7 +750,7 @@ def export(out: str | os.PathLike, dest: str | os.PathLike, *, overwrite: bool =
     cfg = ClipTrainConfig.from_dict(info["config"])
     vocab = np.asarray(info["vocab"], np.int64)
     mcfg = model_config(cfg, len(vocab), len(vocab) - 1)
-    manager = _manager(out)
+    manager = checkpoint_manager(out)
     latest = manager.latest_step()
     if latest is None:
         raise InputError(f"{out}: no checkpoint to export")

@@ -29,7 +29,7 @@ import json
 import os
 import platform
 import time
-from typing import Any
+from typing import Any, Callable
 
 import flax
 import jax
@@ -260,7 +260,8 @@ _sample_jit = jax.jit(_sample_fn, static_argnums=0)
 # ---------------------------------------------------------------------------------------------
 # The training loop.
 
-def _manager(out: str, cfg: GanTrainConfig):
+def checkpoint_manager(out: str):
+    """The orbax manager of a training folder's checkpoints/ (the newest two kept)."""
     import orbax.checkpoint as ocp
     return ocp.CheckpointManager(os.path.abspath(os.path.join(out, "checkpoints")),
                                  options=ocp.CheckpointManagerOptions(max_to_keep=2, create=True))
@@ -308,7 +309,7 @@ def train(cfg: GanTrainConfig, out: str | os.PathLike, *, cache_dir: str | os.Pa
     data, _ = face_data(cfg.num_images, size=cfg.resolution, seed=cfg.data_seed,
                         cache_dir=cache_dir or os.path.join(out, "data"))
     data = jnp.asarray(data)
-    manager = _manager(out, cfg)
+    manager = checkpoint_manager(out)
     latest = manager.latest_step()
     state = init_state(cfg, key=jax.random.key(cfg.seed)) if latest is None else _restore(manager, cfg, latest)
     start = int(state.step)
@@ -357,13 +358,21 @@ def train(cfg: GanTrainConfig, out: str | os.PathLike, *, cache_dir: str | os.Pa
     finally:
         bar.close()
         log.close()
-        if int(state.step) != (manager.latest_step() or 0):
-            manager.save(int(state.step), args=ocp.args.StandardSave(state), force=True)
-        manager.wait_until_finished()
-        manager.close()
-        save_info()
+        close_run(manager, state, save_info)
     return {"step": int(state.step), "images_seen": int(state.step) * cfg.batch,
             "seconds": seconds0 + time.time() - t0}
+
+
+def close_run(manager, state, save_info: Callable[[], None]) -> None:
+    """The way out of a training loop (finished, stopped or failed): checkpoint the last step unless it is
+    saved already, wait for the writes, close the manager and record the run's time (`save_info`)."""
+    import orbax.checkpoint as ocp
+
+    if int(state.step) != (manager.latest_step() or 0):
+        manager.save(int(state.step), args=ocp.args.StandardSave(state), force=True)
+    manager.wait_until_finished()
+    manager.close()
+    save_info()
 
 
 def machine_description() -> str:
@@ -377,7 +386,7 @@ def export(out: str | os.PathLike, dest: str | os.PathLike, *, script: str = "bi
     cfg = read_run_config(out)
     with open(os.path.join(out, "train_config.json")) as f:
         info = json.load(f)
-    manager = _manager(out, cfg)
+    manager = checkpoint_manager(out)
     latest = manager.latest_step()
     if latest is None:
         raise InputError(f"{out}: no checkpoint to export")

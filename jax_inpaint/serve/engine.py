@@ -184,10 +184,12 @@ class Engine:
 
     generator, classifier, clip: model folders or shipped names (as the CLI takes them); config: a
     preset name or YAML file, the page's default preset (by default `demo` for the shipped demo model,
-    else `default`); max_seeds: the largest K a request may ask for."""
+    else `default`); max_seeds: the largest K a request may ask for; align: uploaded images are photos,
+    whose face (number `face` by size, 0 = the largest) is aligned as FFHQ's were and becomes the image
+    the page paints its hole on (the `align` extra)."""
 
     def __init__(self, generator, *, classifier=None, clip=None, config=None, class_idx: int | None = None,
-                 max_seeds: int = DEFAULT_MAX_SEEDS):
+                 max_seeds: int = DEFAULT_MAX_SEEDS, align: bool = False, face: int | None = None):
         from jax_inpaint.models import shipped
         from jax_inpaint.models.clip import load_clip
         from jax_inpaint.models.lpips import load_lpips
@@ -195,6 +197,13 @@ class Engine:
         from jax_inpaint.models.vit import load_classifier
 
         self.max_seeds = int(number(max_seeds, "--max-seeds", 1, 4096, whole=True))
+        self.align, self.face = bool(align), face
+        if face is not None and not self.align:
+            raise InputError("--face picks a face to align: it needs --align")
+        if self.align:
+            from jax_inpaint.align.landmarks import require
+
+            require()  # a one-line InputError naming the extra to install, before any model loads
         demo = shipped.shipped_models("generator").get("demo-faces")
         folder = shipped.resolve_model(generator, "generator")
         self.demo_renderer = demo is not None and _same_path(folder, demo)  # "sample a face" from the renderer
@@ -259,15 +268,22 @@ class Engine:
             "max_seeds": self.max_seeds, "default_k": min(4, self.max_seeds),
             "mask_presets": list(MASK_PRESETS) if self.resolution >= 16 else list(RECT_PRESETS),
             "samplers": ["generator"] + (["renderer"] if self.demo_renderer else []),
-            "previews": self.supports_preview,
+            "previews": self.supports_preview, "align": self.align,
         }
 
     # Images --------------------------------------------------------------------------------------
-    def fit_image(self, img: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    def fit_image(self, img: np.ndarray, name: str = "the upload") -> tuple[np.ndarray, list[str]]:
         """An image brought to the generator's resolution (centre-cropped, Lanczos), with a notice when
-        it was: the page paints the hole on this one, pixel for pixel."""
+        it was: the page paints the hole on this one, pixel for pixel. With `align`: the photo's face,
+        aligned as FFHQ's were (no face: a one-line InputError)."""
         r = self.resolution
         h, w = img.shape[:2]
+        if self.align:
+            from jax_inpaint.align.photo import align_photo, which_face
+
+            aligned, al = align_photo(img, r, face=self.face, what=name)
+            return aligned, [f"{which_face(al)} of the {w}x{h} photo, aligned to {r}x{r} as FFHQ's faces were: "
+                             "paint the hole on the aligned face"]
         if (h, w) == (r, r):
             return img, []
         s = min(h, w)

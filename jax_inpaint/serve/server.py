@@ -38,7 +38,7 @@ import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from jax_inpaint.errors import InputError
-from jax_inpaint.serve.engine import MAX_UPLOAD_BYTES, Engine, data_url, read_upload, to_json
+from jax_inpaint.serve.engine import MAX_UPLOAD_BYTES, Engine, data_url, read_upload, shown_name, to_json
 from jax_inpaint.serve.jobs import FINAL, INTERNAL_ERROR, Worker
 
 log = logging.getLogger("jax_inpaint.serve")
@@ -251,7 +251,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _image(self) -> None:
         name = self._arg("name", "the upload")
         img = read_upload(self._body(MAX_UPLOAD_BYTES), name)
-        img, notices = self.app.engine.fit_image(img)
+        img, notices = self.app.engine.fit_image(img, shown_name(name))
         self._json({"image": data_url(img), "notices": notices})
 
     def _sample(self) -> None:
@@ -335,7 +335,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def serve(generator, *, classifier=None, clip=None, config=None, class_idx: int | None = None,
-          host: str = "127.0.0.1", port: int = 7860, max_seeds: int | None = None, echo=print) -> None:
+          host: str = "127.0.0.1", port: int = 7860, max_seeds: int | None = None, align: bool = False,
+          face: int | None = None, echo=print) -> None:
     """`jax-inpaint serve`: bind the port, load the models once, serve the page until Ctrl-C."""
     from jax_inpaint.serve.engine import DEFAULT_MAX_SEEDS
 
@@ -349,7 +350,7 @@ def serve(generator, *, classifier=None, clip=None, config=None, class_idx: int 
     try:
         echo("loading the models ...")
         engine = Engine(generator, classifier=classifier, clip=clip, config=config, class_idx=class_idx,
-                        max_seeds=DEFAULT_MAX_SEEDS if max_seeds is None else max_seeds)
+                        max_seeds=DEFAULT_MAX_SEEDS if max_seeds is None else max_seeds, align=align, face=face)
         app = App(engine, server)
         echo(f"jax-inpaint serve: open {app.url} in a browser (Ctrl-C stops the server)")
         app.serve_forever()

@@ -67,6 +67,10 @@
     }
     $("prompts-box").hidden = !I.clip;
     $("sample-renderer").hidden = !I.samplers.includes("renderer");
+    if (I.align) {
+      $("upload-label").textContent = "Upload a photo…";
+      $("stage-hint").textContent = "Upload a photo (its face is aligned as FFHQ's were) or sample a face, then paint the hole.";
+    }
     updateHole();
     document.body.dataset.ready = "1";
   }
