@@ -3,10 +3,10 @@
 A face from a held-out render set (`DEMO_DATA_SEED`, which no training run used) loses its mouth; the
 demo generator fills the hole K ways four times: freely, with the demo classifier asking for
 Smiling = 1, asking for Smiling = 0, and with the demo CLIP asked for a text prompt (`DEMO_PROMPT`
-unless another is given; a prompt about eyeglasses gets an eyes hole instead). One labelled grid (rows: free / Smiling=1 / Smiling=0 / prompt; columns: the
-ground truth, the masked input, the K completions with the classifier's Smiling probability, or on the
-prompt row the probability of the attribute the prompt names) and the result folders of `save_result`
-are written to `out`.
+unless another is given; a prompt about eyeglasses gets an eyes hole instead). One labelled grid
+(rows: free / Smiling=1 / Smiling=0 / prompt; columns: the ground truth, the masked input, the K
+completions with the classifier's Smiling probability, or on the prompt row the probability of the
+attribute the prompt names) and the result folders of `save_result` are written to `out`.
 
 The search options are `DEMO_OPTIONS`, the `demo` preset (configs/demo.yaml, also usable as
 `--config demo` with every command): MSE only, no LPIPS. LPIPS runs VGG16

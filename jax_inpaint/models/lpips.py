@@ -77,6 +77,7 @@ class Conv3x3(nn.Module):
     def __call__(self, x: Array) -> Array:
         kernel = self.param("kernel", nn.initializers.lecun_normal(), (3, 3, x.shape[-1], self.features))
         bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
+        x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias)   # as nn.Conv: bfloat16 images stay legal
         h, w = x.shape[-3], x.shape[-2]
         if h * w <= SHIFTED_MAX_PIXELS and _shifted_products():
             xp = jnp.pad(x, [(0, 0)] * (x.ndim - 3) + [(1, 1), (1, 1), (0, 0)])
