@@ -8,7 +8,6 @@ tests skip when Chromium, chromedriver or selenium is missing, unless JAX_INPAIN
 (.ci/run sets it), where they fail instead.
 """
 import http.client
-import inspect
 import io
 import json
 import os
@@ -27,14 +26,12 @@ from PIL import Image
 
 from jax_inpaint.demo import faces
 from jax_inpaint.demo.run import DEMO_OPTIONS
-from jax_inpaint.inversion.inpainter import Inpainter
 from jax_inpaint.serve import engine as E
 from jax_inpaint.serve.jobs import CANCELLED, DONE, FINAL
 from jax_inpaint.serve.server import App, bind
 
 K = 3
 STEPS, CHUNK = 8, 4
-NATIVE_PREVIEW = "preview" in inspect.signature(Inpainter.run_search).parameters  # else: preview_shim
 WAIT = 240  # seconds: generous (the first job compiles the search); every wait ends as soon as its event happens
 FACE_DATA_SEED = 13  # held-out renders (as tests/test_demo.py)
 
@@ -64,34 +61,7 @@ def _hole(y0=21, y1=25, x0=11, x1=21) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def preview_shim():
-    """Until Search.run reports intermediate latents (the `preview` keyword of Inpainter.run_search),
-    a stand-in reports the final latents of each batch once, through the same interface."""
-    mp = pytest.MonkeyPatch()
-    if not NATIVE_PREVIEW:
-        original = Inpainter.run_search
-
-        def run_search(self, objective, seeds, target, known, *, preview=None, progress=None, **kw):
-            done = 0
-
-            def counting(n, losses):
-                nonlocal done
-                done += n
-                if progress is not None:
-                    progress(n, losses)
-
-            res = original(self, objective, seeds, target, known, progress=counting, **kw)
-            if preview is not None:
-                preview(done, res.ws, res.noise)
-            return res
-
-        mp.setattr(Inpainter, "run_search", run_search)
-    yield
-    mp.undo()
-
-
-@pytest.fixture(scope="module")
-def app(tmp_path_factory, preview_shim):
+def app(tmp_path_factory):
     config = tmp_path_factory.mktemp("serve") / "serve-test.yaml"
     config.write_text(yaml.safe_dump(dict(DEMO_OPTIONS, steps=STEPS, chunk=CHUNK)))
     engine = E.Engine("demo-faces", classifier="demo-faces", config=str(config), max_seeds=4)
@@ -299,7 +269,7 @@ def test_one_job_at_a_time_in_order_with_queue_positions_and_previews(app, runs)
     assert all(a["end"] <= b["start"] for a, b in zip(runs, runs[1:]))
     # completions were shown while the job was still running (after a chunk), before the final ones
     for r in runs:
-        assert len(r["previews"]) == (STEPS // CHUNK if NATIVE_PREVIEW else 1)
+        assert len(r["previews"]) == STEPS // CHUNK
         assert all(p == ("running", [True] * K) for p in r["previews"])
 
 

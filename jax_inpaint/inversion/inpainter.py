@@ -10,6 +10,7 @@ jax_inpaint.inversion.outputs (`save_result`); reading the image and mask: jax_i
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from typing import Any, Callable, Mapping, Sequence
 
@@ -298,6 +299,15 @@ class Inpainter:
         self._chosen[(objective.program_spec, search.batch)] = search
         return search
 
+    def fitted(self, objective: Objective, num_seeds: int, *, reserve: int = 0):
+        """The search for K = num_seeds seeds of this objective: fitted to memory (`fit`) on first use, then
+        the same for every later call with this K (the free memory read changes between calls; a new split
+        would recompile)."""
+        key = (objective.program_spec, num_seeds)
+        if key not in self._fitted:
+            self._fitted[key] = self.fit(objective, num_seeds, reserve=reserve)
+        return self._fitted[key]
+
     @property
     def G(self):
         return self.models.G
@@ -338,6 +348,22 @@ class Inpainter:
         search = self._chosen.get((objective.program_spec, size)) or get_search(objective, size)
         return self._run(search, objective, seeds, target, known, sharding=sharding, should_stop=should_stop,
                          progress=progress, groups=groups, preview=preview)
+
+    def search_all(self, objective: Objective, search, seeds: Sequence[int], inputs: Inputs, *,
+                   should_stop: Callable[[], bool] | None = None,
+                   progress: Callable[[int, np.ndarray], None] | None = None,
+                   preview: Callable[[int, int, np.ndarray, dict | None], None] | None = None) -> InpaintResult:
+        """One image's seeds searched in batches of `search.batch` (a search from `fitted`), then finished;
+        metrics['search_batch'] says how many were optimised at once. should_stop, progress: as `Search.run`;
+        preview(first, steps, ws, noise): the best latents of seeds[first:first + k] after each chunk."""
+        parts = []
+        for g, group in enumerate(batches(seeds, search.batch)):
+            show = None if preview is None else functools.partial(preview, g * search.batch)
+            parts.append(self._run(search, objective, group, inputs.target, ~inputs.hole, should_stop=should_stop,
+                                   progress=progress, preview=show))
+        result = self.finish(objective, SearchResult.merge(parts), inputs)
+        result.metrics["search_batch"] = search.batch  # seeds optimised at once (batch 0: as many as fit in memory)
+        return result
 
     def _run(self, search, objective, seeds, target, known, **kw) -> SearchResult:
         _, w_std = w_statistics(self.G)
@@ -382,23 +408,13 @@ class Inpainter:
         objective = self.objective(prompts, attributes)
         inputs = self.prepare(image, mask, invert_mask=invert_mask)
         host = check_host_memory(len(seeds), self.G, self.cfg)  # before anything is compiled or allocated
-        key = (objective.program_spec, len(seeds))
-        search = self._fitted.get(key)
-        if search is None:  # batches that fit; the same for every later call with this K
-            search = self._fitted[key] = self.fit(objective, len(seeds), reserve=host)
-        groups = batches(seeds, search.batch)
-        bar = _progress_bar(progress, self.cfg.steps * len(groups), len(seeds))
-        parts = []
+        search = self.fitted(objective, len(seeds), reserve=host)
+        bar = _progress_bar(progress, self.cfg.steps * len(batches(seeds, search.batch)), len(seeds))
         try:
-            for group in groups:
-                parts.append(self._run(search, objective, group, inputs.target, ~inputs.hole,
-                                       progress=None if bar is None else _bar_update(bar)))
+            return self.search_all(objective, search, seeds, inputs, progress=None if bar is None else _bar_update(bar))
         finally:
             if bar is not None:
                 bar.close()
-        result = self.finish(objective, SearchResult.merge(parts), inputs)
-        result.metrics["search_batch"] = search.batch  # seeds optimised at once (batch 0: as many as fit in memory)
-        return result
 
 
 def inpaint(image, mask, generator, *, seeds: Sequence[int] = DEFAULT_SEEDS, config=None,

@@ -18,7 +18,6 @@ import base64
 import binascii
 import collections
 import dataclasses
-import inspect
 import io
 import json
 import math
@@ -208,6 +207,9 @@ class Engine:
         folder = shipped.resolve_model(generator, "generator")
         self.demo_renderer = demo is not None and _same_path(folder, demo)  # "sample a face" from the renderer
         self.presets, self.default_preset = self._presets(config, self.demo_renderer)  # before any model loads
+        # Read once: what the page shows is what runs, even if a file changes while the server is up.
+        self.configs = {name: load_config(path) for name, path in self.presets.items()}
+        self.builtin_presets = _preset_names()  # the names `--config` takes as they are
         self.generator_name = os.fspath(generator)
         self.G = load_generator(generator)
         class_vector(self.G, class_idx, 1)  # a conditional generator needs --class (one line, now)
@@ -219,7 +221,6 @@ class Engine:
         self.lpips = load_lpips()  # the metrics use it whatever the objective
         self._discriminator = None
         self._inpainters: collections.OrderedDict[InpaintConfig, tuple] = collections.OrderedDict()
-        self.supports_preview = self._has_preview()
 
     @property
     def resolution(self) -> int:
@@ -246,19 +247,10 @@ class Engine:
         presets = {name: str(path), **presets}
         return presets, name
 
-    @staticmethod
-    def _has_preview() -> bool:
-        """Whether the search reports its best latents after each chunk (the `preview` keyword of
-        Inpainter.run_search); without it the page shows the completions when the run ends."""
-        from jax_inpaint.inversion.inpainter import Inpainter
-
-        return "preview" in inspect.signature(Inpainter.run_search).parameters
-
     # What the page needs to draw its form --------------------------------------------------------
     def info(self) -> dict:
         presets = {}
-        for name, path in self.presets.items():
-            cfg = load_config(path)
+        for name, cfg in self.configs.items():
             presets[name] = {"steps": cfg.steps, "space": cfg.space, "noise": cfg.noise}
         return {
             "generator": self.generator_name, "resolution": self.resolution,
@@ -268,7 +260,7 @@ class Engine:
             "max_seeds": self.max_seeds, "default_k": min(4, self.max_seeds),
             "mask_presets": list(MASK_PRESETS) if self.resolution >= 16 else list(RECT_PRESETS),
             "samplers": ["generator"] + (["renderer"] if self.demo_renderer else []),
-            "previews": self.supports_preview, "align": self.align,
+            "align": self.align,
         }
 
     # Images --------------------------------------------------------------------------------------
@@ -360,7 +352,7 @@ class Engine:
         for name, label in (("space", "latent space"), ("noise", "noise")):
             if body.get(name) not in (None, ""):
                 overrides[name] = check_option(name, body[name], label)
-        cfg = load_config(self.presets[preset], **overrides)
+        cfg = self.configs[preset].replace(**overrides)  # checked again, as a whole, by InpaintConfig
         attributes = self._attributes(body.get("attributes"))
         prompts = self._prompts(body.get("prompts"))
         try:
@@ -399,14 +391,14 @@ class Engine:
         return parse_prompts(raw, "prompt")
 
     # The device work of one job (the worker thread) ----------------------------------------------
-    def _inpainter(self, cfg: InpaintConfig) -> tuple:
+    def _inpainter(self, cfg: InpaintConfig):
         """The Inpainter of this config (built once, kept for the INPAINTERS most recent configs, sharing
-        the models loaded here), and its searches fitted to memory."""
+        the models loaded here; it remembers the searches it fitted to memory)."""
         from jax_inpaint.inversion.inpainter import Inpainter
         from jax_inpaint.models.stylegan2 import load_discriminator
 
-        entry = self._inpainters.pop(cfg, None)
-        if entry is None:
+        inp = self._inpainters.pop(cfg, None)
+        if inp is None:
             d = None
             if cfg.realism > 0:
                 if self._discriminator is None:
@@ -414,11 +406,10 @@ class Engine:
                 d = self._discriminator
             inp = Inpainter(self.G, config=cfg, clip=self.clip, classifier=self.classifier, discriminator=d,
                             lpips_model=self.lpips, class_idx=self.class_idx)
-            entry = (inp, {})  # the Inpainter, and (program spec, K) -> the search fitted to memory for K seeds
-        self._inpainters[cfg] = entry
+        self._inpainters[cfg] = inp
         while len(self._inpainters) > INPAINTERS:
             self._inpainters.popitem(last=False)
-        return entry
+        return inp
 
     def render(self, ws: np.ndarray, noise: dict | None, inputs: Inputs, feather: float) -> np.ndarray:
         """Latents [k,num_ws,w_dim] (and noise {name: [k,H,W]}) -> completions uint8 [k,R,R,3], the known
@@ -438,42 +429,28 @@ class Engine:
         should_stop: asked before the first chunk and between chunks; True ends the run (Stopped).
         progress(steps done, steps in all) after each chunk; preview(first index, completions uint8
         [k,R,R,3]) with the completions of the best latents so far of seeds first..first+k-1."""
-        from jax_inpaint.inversion.search import SearchResult, batches, fit_search
+        from jax_inpaint.inversion.search import batches
 
         cfg, inputs = spec.cfg, spec.inputs
-        inp, fitted = self._inpainter(cfg)
+        inp = self._inpainter(cfg)
         try:
             objective = inp.objective(spec.prompts, spec.attributes)
-            key = (objective.program_spec, len(spec.seeds))
-            search = fitted.get(key)
-            if search is None:  # as Inpainter.__call__: fitted once per K, so later jobs run the same batches
-                if hasattr(inp, "fit"):  # remembered by the Inpainter: run_search then runs the search it chose
-                    search = inp.fit(objective, len(spec.seeds), reserve=spec.host_bytes)
-                else:
-                    search = fit_search(objective, len(spec.seeds), inp.frozen(objective), reserve=spec.host_bytes)
-                fitted[key] = search
-            groups = batches(spec.seeds, search.batch)
-            total = cfg.steps * len(groups)
+            search = inp.fitted(objective, len(spec.seeds), reserve=spec.host_bytes)  # as Inpainter.__call__
+            total = cfg.steps * len(batches(spec.seeds, search.batch))
             done = 0
             progress(0, total)
-            parts = []
-            for g, group in enumerate(groups):
-                first = g * search.batch
 
-                def step(n, losses):
-                    nonlocal done
-                    done += n
-                    progress(done, total)
+            def step(n, losses):
+                nonlocal done
+                done += n
+                progress(done, total)
 
-                kw = {}
-                if preview is not None and self.supports_preview:
-                    def show(steps, ws, noise, first=first, k=len(group)):
-                        noise = None if noise is None else {n: np.asarray(v)[:k] for n, v in noise.items()}
-                        preview(first, self.render(np.asarray(ws)[:k], noise, inputs, cfg.feather))
-                    kw["preview"] = show
-                parts.append(inp.run_search(objective, group, inputs.target, ~inputs.hole, batch=search.batch,
-                                            should_stop=should_stop, progress=step, **kw))
-            result = inp.finish(objective, SearchResult.merge(parts), inputs)
+            show = None
+            if preview is not None:
+                def show(first, steps, ws, noise):
+                    preview(first, self.render(np.asarray(ws), noise, inputs, cfg.feather))
+            result = inp.search_all(objective, search, spec.seeds, inputs, should_stop=should_stop, progress=step,
+                                    preview=show)
         except KeyboardInterrupt:  # Search.run's interruption point: should_stop() said so between chunks
             raise Stopped() from None
         except MemoryError:
@@ -527,10 +504,10 @@ class Engine:
 
     def request_record(self, spec: JobSpec) -> dict:
         """What was asked, and the `jax-inpaint inpaint` command that repeats it on the zip's files."""
-        cfg, base = spec.cfg, load_config(self.presets[spec.preset])
+        cfg, base = spec.cfg, self.configs[spec.preset]
         changed = [f.name for f in dataclasses.fields(cfg) if getattr(cfg, f.name) != getattr(base, f.name)]
         seeds = f"{spec.seeds[0]}-{spec.seeds[-1]}" if len(spec.seeds) > 1 else str(spec.seeds[0])
-        preset = spec.preset if spec.preset in _preset_names() else self.presets[spec.preset]
+        preset = spec.preset if spec.preset in self.builtin_presets else self.presets[spec.preset]
         cmd = ["jax-inpaint", "inpaint", "input.png", "--mask", "mask.png", "--generator", self.generator_name,
                "--seeds", seeds, "--config", preset]
         cmd += [a for n in changed for a in (f"--{n.replace('_', '-')}", str(getattr(cfg, n)))]
