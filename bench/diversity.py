@@ -24,6 +24,7 @@ import statistics
 
 import numpy as np
 
+from jax_inpaint import images
 from jax_inpaint.demo import faces, quality
 from jax_inpaint.demo.run import face_hole
 from jax_inpaint.inversion.inpainter import Inpainter
@@ -58,7 +59,7 @@ def measure(rows: dict[str, dict], n_faces: int, k: int) -> dict[tuple[str, str]
             hole = quality.centre_hole(32) if mask == "center" else face_hole("mouth", 32)
             for name, run in runners.items():
                 r = run(img, hole, range(k), progress=False)
-                u8 = np.clip((r.completions + 1) * 127.5, 0, 255).round().astype(np.uint8)
+                u8 = images.to_uint8(r.completions)
                 plaus = quality.plausibility_report(u8, clf)
                 scores = scorer(r.completions, truth, hole)
                 acc.setdefault((name, mask), []).append({
@@ -84,8 +85,7 @@ def table(res: dict, rows: list[str], base: str) -> str:
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--faces", type=int, default=10)
-    ap.add_argument("--weights", default="0,0.002",
-                    help="diversity weights, each W or W:RAMP (with diversity_ramp RAMP) (table 1; the first is the base)")
+    ap.add_argument("--weights", default="0,0.002", help="diversity weights (table 1; the first is the base)")
     ap.add_argument("--recipes", action="store_true", help="table 2: RECIPES instead of the weights")
     ap.add_argument("--seeds", type=int, default=4, help="K")
     ap.add_argument("--out", default=None, help="also write the table (markdown) here")
@@ -93,11 +93,7 @@ def main():
     if args.recipes:
         rows = dict(RECIPES)
     else:
-        rows = {}
-        for item in args.weights.split(","):
-            w, _, ramp = item.partition(":")
-            rows[f"diversity {float(w):g}" + (f", ramp {float(ramp):g}" if ramp else "")] = \
-                {"diversity": float(w), **({"diversity_ramp": float(ramp)} if ramp else {})}
+        rows = {f"diversity {float(w):g}": {"diversity": float(w)} for w in args.weights.split(",")}
     res = measure(rows, args.faces, args.seeds)
     head = (f"demo-faces, `demo` preset, K = {args.seeds}, {args.faces} held-out faces (data seed {DATA_SEED}), "
             "means over the faces")

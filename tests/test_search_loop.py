@@ -92,6 +92,12 @@ def test_diversity_terms_stay_within_an_image():
     nan = imgs.at[1].set(jnp.nan)
     grad = jax.grad(lambda x: jnp.sum(S.diversity_terms(x, knowns, groups, jnp.asarray([1, 0, 1, 1, 1], bool))))(nan)
     assert np.isfinite(np.asarray(grad)[[0, 2, 3]]).all()
+    # ... nor does a seed whose image became NaN in this very step (still marked alive)
+    d_nan = np.asarray(S.diversity_terms(nan, knowns, groups, alive))
+    assert np.isfinite(d_nan[[0, 2, 3]]).all() and d_nan[0] == 0   # seed 0 has no live partner left
+    np.testing.assert_array_equal(d_nan[2:4], d[2:4])
+    grad = jax.grad(lambda x: jnp.sum(S.diversity_terms(x, knowns, groups, alive)))(nan)
+    assert np.isfinite(np.asarray(grad)[[0, 2, 3]]).all()
     # the pixels outside the hole do not count
     outside = imgs.at[:, :4].set(0.0)
     np.testing.assert_allclose(np.asarray(S.diversity_terms(outside, knowns, groups, alive)), d, rtol=1e-6)

@@ -290,13 +290,13 @@ class Inpainter:
         # (program spec, K) -> the search `fit_search` chose for K seeds: fitted once, so later calls with the
         # same K run the same batches (the free memory read changes between calls; a new split would recompile)
         self._fitted: dict[tuple, Any] = {}
-        self._chosen: dict[tuple, Any] = {}  # (program spec, batch size) -> the search `fit` chose
+        self._chosen: dict[Any, Objective] = {}  # program spec -> the objective whose program `fit` chose
 
     def fit(self, objective: Objective, num_seeds: int, **kw):
-        """`fit_search` for this objective's seeds (keywords as there), remembered: `run_search` with the
-        chosen batch size runs the chosen search (which may rematerialise, under remat 'auto')."""
+        """`fit_search` for this objective's seeds (keywords as there), remembered: `run_search` then runs the
+        program it chose (which may rematerialise, under remat 'auto') at any batch size or device count."""
         search = fit_search(objective, num_seeds, self.frozen(objective), **kw)
-        self._chosen[(objective.program_spec, search.batch)] = search
+        self._chosen[objective.program_spec] = search.objective
         return search
 
     def fitted(self, objective: Objective, num_seeds: int, *, reserve: int = 0):
@@ -344,8 +344,8 @@ class Inpainter:
         ([k,H,W,3], [k,H,W]); `sharding`, `should_stop`, `progress`, `groups` (the image of each seed, for
         the diversity term), `preview` (the best latents after each chunk): as `Search.run`."""
         size = batch or len(seeds)
-        # the search `fit` chose for this batch size (it may rematerialise: remat 'auto'), else the plain one
-        search = self._chosen.get((objective.program_spec, size)) or get_search(objective, size)
+        # the program `fit` chose (it may rematerialise: remat 'auto'), else the plain one
+        search = get_search(self._chosen.get(objective.program_spec, objective), size)
         return self._run(search, objective, seeds, target, known, sharding=sharding, should_stop=should_stop,
                          progress=progress, groups=groups, preview=preview)
 

@@ -324,6 +324,15 @@ class Search:
         c = frozen.get("c")
         w_std = jnp.asarray(w_std, jnp.float32)
         state = self._init(keys, frozen, w_std, c)
+        # The per-seed fixed noise never changes: copied once (the first chunk consumes the state), read to the
+        # host at most once (for the previews and the result), not after every chunk.
+        fixed_noise, fixed_host = jax.tree.map(jnp.copy, state["fixed_noise"]), []
+
+        def fixed():
+            if not fixed_host:
+                fixed_host.append(jax.tree.map(lambda x: np.asarray(x)[:k], fixed_noise))
+            return fixed_host[0]
+
         prepared = self._prepare(frozen, targets, knowns)
         losses, terms_hist = [], []
         pending = None  # read a chunk's losses only after the next chunk is dispatched (keeps the device busy)
@@ -338,8 +347,8 @@ class Search:
                 progress(done - t0, loss[-1])
             if preview is not None:
                 best = jax.tree.map(lambda x: np.asarray(x)[:k], best)
-                ws = np.broadcast_to(best["vars"]["w"], (k, self.G.num_ws, self.G.w_dim))
-                noise = best["vars"].get("noise", best["fixed_noise"]) if self.G.config.use_noise else None
+                ws = np.broadcast_to(best["w"], (k, self.G.num_ws, self.G.w_dim))
+                noise = best.get("noise", fixed()) if self.G.config.use_noise else None
                 preview(done, ws, noise)
 
         def check_stop():  # the interruption point: between chunks (Ctrl-C lands within one chunk)
@@ -350,8 +359,7 @@ class Search:
         for t0 in range(0, self.cfg.steps, self.chunk):
             state, out = self._chunk(state, t0, frozen, targets, knowns, w_std, prepared, groups)
             # a copy of the best iterate so far, taken before the next chunk consumes (donates) the state
-            best = None if preview is None else jax.tree.map(
-                jnp.copy, {"vars": state["best_vars"], "fixed_noise": state["fixed_noise"]})
+            best = None if preview is None else jax.tree.map(jnp.copy, state["best_vars"])
             if pending is not None:
                 collect(*pending)
                 check_stop()
@@ -361,9 +369,8 @@ class Search:
         for n in terms_hist[0]:
             history[n] = np.concatenate([h[n] for h in terms_hist])[: self.cfg.steps]
         best = jax.tree.map(lambda x: np.asarray(x)[:k], state["best_vars"])
-        fixed = jax.tree.map(lambda x: np.asarray(x)[:k], state["fixed_noise"])
         ws = np.broadcast_to(best["w"], (k, self.G.num_ws, self.G.w_dim)).copy()
-        noise = best.get("noise", fixed) if self.G.config.use_noise else None
+        noise = best.get("noise", fixed()) if self.G.config.use_noise else None
         return SearchResult(seeds, ws, noise, np.asarray(state["best_loss"])[:k],
                             np.asarray(state["best_step"])[:k], np.asarray(state["alive"])[:k], history)
 
@@ -386,8 +393,9 @@ def diversity_terms(imgs: Array, knowns: Array, groups: Array, alive: Array) -> 
     hole = 1.0 - knowns
     x = (imgs * hole[..., None]).reshape(b, h // f, f, w // f, f, c).mean(axis=(2, 4)).reshape(b, -1)
     area = hole.reshape(b, h // f, f, w // f, f).mean(axis=(2, 4)).reshape(b, -1)
-    live = alive & (groups >= 0)
-    x = jnp.where(live[:, None], x, 0.0)  # a dead seed (NaN) is no partner, and leaks no NaN into the others
+    # A dead seed, or one whose image became NaN in this very step, is no partner and leaks no NaN into the others.
+    live = alive & (groups >= 0) & jnp.all(jnp.isfinite(x), axis=-1)
+    x = jnp.where(live[:, None], x, 0.0)
     d2 = jnp.sum(jnp.square(x[:, None] - x[None]), axis=-1) / jnp.maximum(
         c * jnp.sum(area, axis=-1)[:, None], 1e-6)
     pair = (groups[:, None] == groups[None]) & live[:, None] & live[None] & ~jnp.eye(b, dtype=bool)

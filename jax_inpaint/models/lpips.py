@@ -34,6 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jax_inpaint.errors import InputError
+from jax_inpaint.models.ops import conv2d
 from jax_inpaint.models.resize import area_resize
 from jax_inpaint.models.variables import init_variables, input_shape, variable_shapes
 
@@ -83,8 +84,7 @@ class Conv3x3(nn.Module):
             xp = jnp.pad(x, [(0, 0)] * (x.ndim - 3) + [(1, 1), (1, 1), (0, 0)])
             y = sum(xp[..., i:i + h, j:j + w, :] @ kernel[i, j] for i in range(3) for j in range(3))
         else:
-            y = jax.lax.conv_general_dilated(x, kernel, (1, 1), ((1, 1), (1, 1)),
-                                             dimension_numbers=("NHWC", "HWIO", "NHWC"))
+            y = conv2d(x, kernel, padding=1)
         return y + bias
 
 
