@@ -253,11 +253,9 @@ def _write_item(out: str, item: Item, result, host: int = 0) -> dict:
     tmp = _tmp_item(out, item.id, host)
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        if hasattr(result, "photos"):  # --align (jax_inpaint.align.photo)
-            from jax_inpaint.align.photo import save_photo_result
-            written = save_photo_result(result, tmp)
-        else:
-            written = save_result(result, tmp)
+        from jax_inpaint.align.photo import PhotoResult, save_photo_result  # numpy-level: mediapipe is not loaded
+
+        written = save_photo_result(result, tmp) if isinstance(result, PhotoResult) else save_result(result, tmp)
         if os.path.exists(final):
             shutil.rmtree(final)
         os.rename(tmp, final)

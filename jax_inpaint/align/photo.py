@@ -17,7 +17,6 @@ the generator sees only that square.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import re
@@ -241,12 +240,6 @@ class PhotoResult:
         out[y0:y1, x0:x1] = self.patches[i]
         return out
 
-    @property
-    def photos(self) -> np.ndarray:
-        """Every completion pasted back into the whole photo: uint8 [K, H, W, 3]."""
-        photo = self.inputs.photo()
-        return np.stack([self.photo(i, photo) for i in range(len(self.patches))])
-
     # what the command line reads of a result, as an InpaintResult has it
     @property
     def seeds(self) -> list[int]:
@@ -312,30 +305,14 @@ def inpaint_photo(image, mask, generator, *, face: int | None = None, seeds: Seq
 # ---------------------------------------------------------------------------------------------
 # Files.
 
-_OURS = re.compile(r"(photo|completion|raw)_\d+\.png|grid\.png|latents\.npz|loss\.png|metrics\.json|"
-                   + "|".join(re.escape(n) for n in PHOTO_FILES))
-
-
 def _previous_outputs(out: str) -> list[str]:
-    """The files an earlier run wrote into `out`: those its alignment.json lists, and the per-seed files of
-    the seeds its metrics.json lists (only names jax-inpaint writes: nothing else is ever touched)."""
-    names: set[str] = set()
-    try:
-        with open(os.path.join(out, "alignment.json"), encoding="utf-8") as f:
-            listed = json.load(f).get("files", [])
-        names.update(n for n in listed if isinstance(n, str))
-    except (OSError, ValueError, AttributeError):
-        pass
-    try:
-        with open(os.path.join(out, "metrics.json"), encoding="utf-8") as f:
-            entries = json.load(f)["seeds"]
-        for e in entries:
-            seed = e["seed"] if isinstance(e, dict) else None
-            if isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0:
-                names.update(f"{kind}_{seed}.png" for kind in ("completion", "raw", "photo"))
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
-    return sorted(n for n in names if _OURS.fullmatch(n) and os.path.isfile(os.path.join(out, n)))
+    """The files an earlier run wrote into `out`: what `save_result` wrote (inversion.outputs), the photo's
+    fixed files, and photo_<seed>.png beside each completion_<seed>.png (nothing else is ever touched)."""
+    from jax_inpaint.inversion.outputs import _previous_outputs as result_outputs
+
+    names = set(result_outputs(out)) | set(PHOTO_FILES)
+    names |= {"photo_" + n[len("completion_"):] for n in names if n.startswith("completion_")}
+    return sorted(n for n in names if os.path.isfile(os.path.join(out, n)))
 
 
 def photo_grid(result: PhotoResult, photo: np.ndarray | None = None) -> np.ndarray:

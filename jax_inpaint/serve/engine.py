@@ -445,12 +445,11 @@ class Engine:
                 done += n
                 progress(done, total)
 
-            show = None
-            if preview is not None:
-                def show(first, steps, ws, noise):
-                    preview(first, self.render(np.asarray(ws), noise, inputs, cfg.feather))
+            def show(first, steps, ws, noise):
+                preview(first, self.render(np.asarray(ws), noise, inputs, cfg.feather))
+
             result = inp.search_all(objective, search, spec.seeds, inputs, should_stop=should_stop, progress=step,
-                                    preview=show)
+                                    preview=None if preview is None else show)
         except KeyboardInterrupt:  # Search.run's interruption point: should_stop() said so between chunks
             raise Stopped() from None
         except MemoryError:
