@@ -29,7 +29,7 @@ import numpy as np
 from jax_inpaint import images
 from jax_inpaint.demo import faces
 from jax_inpaint.demo.run import DEMO_OPTIONS, TILE, face_hole
-from jax_inpaint.demo.train_clip import PROMPT_PAIRS, with_without_accuracy
+from jax_inpaint.demo.train_clip import PROMPT_PAIRS, heldout_accuracy
 
 # (name, prompt, face region of the hole, classifier attribute the prompt asks for)
 TASKS = (("smiling", "a face with a smile", "mouth", "Smiling"),
@@ -121,9 +121,7 @@ def main():
 
     t = time.time()
     if a.accuracy_images:
-        from jax_inpaint.demo import quality
-        imgs, labels = quality.held_out_faces(a.accuracy_images, seed=a.seed, size=32)
-        res["with_without"] = with_without_accuracy(clip, imgs, labels, faces.ATTRIBUTES)
+        res["with_without"] = heldout_accuracy(clip, a.accuracy_images, a.seed)
         res["seconds_accuracy"] = time.time() - t
         for name, r in res["with_without"].items():
             print(f"{name:22s} accuracy {r['accuracy']:.3f}  balanced {r['balanced']:.3f}  ({r['positives']} with)",

@@ -21,7 +21,6 @@ import time
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
 from generator import CONFIGS  # noqa: E402  (the same architectures as bench/generator.py)
@@ -67,7 +66,7 @@ def main():
     ap.add_argument("--lpips", type=float, default=1.0, help="LPIPS weight (0 = MSE only).")
     args = ap.parse_args()
     lp = load_lpips() if args.lpips > 0 else init_lpips(key=jax.random.key(0))
-    from torch_reference import gemm_gflops
+    from machine import gemm_gflops
 
     print(f"# GEMM {gemm_gflops():.0f} GFLOP/s")
     print(f"# {platform.machine()}, {os.cpu_count()} CPUs, jax {jax.__version__} on {jax.devices()[0].device_kind}; "

@@ -148,7 +148,7 @@ def compare_lpips(batches, repeats: int, threads: int) -> None:
     import sys
 
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from torch_reference import gemm_gflops
+    from machine import gemm_gflops
 
     dev = jax.devices()[0]
     print(f"LPIPS VGG16 256x256, target prepared once; jax {jax.__version__} on {dev.platform}, torch on {threads} "

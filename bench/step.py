@@ -120,10 +120,12 @@ def main():
     ap.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads")
     ap.add_argument("--no-structures", action="store_true", help="skip the bare / host / scan rows")
     args = ap.parse_args()
-    sys.path.insert(0, os.path.dirname(__file__))
-    from torch_reference import NvidiaProjectorStep, gemm_gflops, import_nvidia
+    from machine import gemm_gflops
 
-    networks = import_nvidia(args.reference) if args.reference else None
+    networks = None
+    if args.reference:  # torch only for NVIDIA's rows
+        from torch_reference import NvidiaProjectorStep, import_nvidia
+        networks = import_nvidia(args.reference)
     dev = jax.devices()[0]
     print(f"# {platform.machine()}, {os.cpu_count()} CPUs, jax {jax.__version__} on {dev.platform} "
           f"({dev.device_kind}); default loop here: {resolve_loop('auto')}; {args.steps} steps per timed call, "
@@ -134,7 +136,6 @@ def main():
         G = init_generator(GeneratorConfig.from_nvidia_kwargs(kwargs), key=jax.random.key(0))
         rows = {}
         if networks is not None:
-            import torch
             ref = NvidiaProjectorStep(networks, kwargs, args.threads)
             ref(), ref()  # warm-up
             rows["nvidia"] = (lambda r=ref: [r() for _ in range(args.steps)], None)

@@ -68,10 +68,10 @@ def main(argv=None) -> int:
 
 
 def read_run_accuracy(dest: str) -> dict:
-    import json
+    """The held-out with/without accuracy per attribute that `export` measured (model.json)."""
+    from jax_inpaint.models.folders import read_model_meta
 
-    with open(os.path.join(dest, "model.json")) as f:
-        acc = json.load(f)["source"].get("heldout_with_without", {})
+    acc = read_model_meta(dest, "clip")["source"].get("heldout_with_without", {})
     return {k: v for k, v in acc.items() if isinstance(v, float)}
 
 

@@ -60,7 +60,6 @@ TRAIN_DATA_SEED = 0     # the renders the GAN, the classifier and the CLIP learn
 HELDOUT_DATA_SEED = 1   # held-out renders for the accuracy recorded in model.json (as the classifier's)
 VOCAB_SIZE = 49408      # CLIP's BPE vocabulary
 SOT, EOT = 49406, 49407
-TOKENIZER_FILES = ("vocab.json", "merges.txt", "tokenizer_config.json", "special_tokens_map.json")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -146,7 +145,7 @@ def _haired(s) -> bool:
 
 
 def _concepts() -> tuple[Concept, ...]:
-    from jax_inpaint.demo.faces import HAIR_COLOURS, LIPSTICKS
+    from jax_inpaint.demo.faces import HAIR_COLOURS, LIPSTICKS, PALE_TONE
 
     hair_names = {"black": ("black hair", "dark hair"), "brown": ("brown hair",), "blond": ("blond hair", "blonde hair"),
                   "gray": ("gray hair", "grey hair"), "red": ("red hair", "ginger hair")}
@@ -179,14 +178,13 @@ def _concepts() -> tuple[Concept, ...]:
         Concept("goatee", lambda s: s.beard in ("goatee", "both", "full"), ("a goatee",)),
         Concept("full_beard", lambda s: s.beard == "full", ("a full beard", "sideburns")),
         Concept("bushy_brows", lambda s: s.bushy_brows, ("bushy eyebrows", "thick eyebrows", "bushy brows")),
-        Concept("pale", lambda s: s.skin_tone < 0.15, ("pale skin", "fair skin")),
+        Concept("pale", lambda s: s.skin_tone < PALE_TONE, ("pale skin", "fair skin")),
         Concept("rosy", lambda s: s.rosy_cheeks, ("rosy cheeks", "pink cheeks", "blushing cheeks")),
     ]
     return tuple(out)
 
 
 CONCEPTS: tuple[Concept, ...] = _concepts()
-CONCEPT_INDEX = {c.name: i for i, c in enumerate(CONCEPTS)}
 SUBJECTS = ("a face", "a face", "a face", "a person", "a portrait", "a photo of a face", "a picture of a person",
             "a drawing of a face", "a cartoon face")
 SUBJECTS_SEX = {True: ("a man", "a man", "a male face", "a face of a man", "a guy"),
@@ -308,7 +306,7 @@ def caption_facts(spec) -> list[tuple[int, bool]]:
 def flipped_caption_spec(rng: np.random.Generator, spec):
     """The spec with one feature that its caption names changed (smile, open mouth, glasses, lipstick, hat,
     necklace, tie, bangs, brows, cheeks, pale skin, sex, hair colour or length): the caption's hard negative."""
-    from jax_inpaint.demo.faces import HAIR_COLOURS, LIPSTICKS
+    from jax_inpaint.demo.faces import HAIR_COLOURS, LIPSTICKS, PALE_TONE
 
     haired = spec.hair_style != "bald"
     options = ["smiling", "mouth_open", "glasses", "lipstick", "necklace", "necktie", "bushy_brows", "rosy_cheeks",
@@ -318,15 +316,13 @@ def flipped_caption_spec(rng: np.random.Generator, spec):
         return dataclasses.replace(spec, lipstick="" if spec.lipstick else
                                    list(LIPSTICKS)[int(rng.integers(len(LIPSTICKS)))])
     if what == "pale":
-        return dataclasses.replace(spec, skin_tone=0.5 if spec.skin_tone < 0.15 else 0.05)
+        return dataclasses.replace(spec, skin_tone=0.5 if spec.skin_tone < PALE_TONE else 0.05)
     if what == "hair_colour":
         others = [c for c in HAIR_COLOURS if c != spec.hair_colour]
         return dataclasses.replace(spec, hair_colour=others[int(rng.integers(len(others)))])
     if what == "hair_style":
         return dataclasses.replace(spec, hair_style="long" if spec.hair_style == "short" else "short")
-    field = {"glasses": "glasses", "necklace": "necklace", "necktie": "necktie", "bushy_brows": "bushy_brows",
-             "rosy_cheeks": "rosy_cheeks", "hat": "hat", "bangs": "bangs"}.get(what, what)
-    return dataclasses.replace(spec, **{field: not getattr(spec, field)})
+    return dataclasses.replace(spec, **{what: not getattr(spec, what)})   # the option is the FaceSpec field
 
 
 def sample_texts(rng: np.random.Generator, values: np.ndarray, specs: Sequence, caption_rate: float
@@ -741,12 +737,15 @@ def export(out: str | os.PathLike, dest: str | os.PathLike, *, overwrite: bool =
            script: str = "bin/train_demo_clip.py", measure: bool = True) -> str:
     """Write the newest checkpoint of a training folder as a 'clip' model folder: float16 weights, the full
     token table, the tokenizer files, and (measure) the held-out with/without accuracy in model.json."""
+    from convert_weights.clip import _tokenizer_files
     from convert_weights.hf import write_folder
     from jax_inpaint.models import folders
-    from jax_inpaint.models.clip import KIND, TOKENIZER_DIR
+    from jax_inpaint.models.clip import KIND, TOKENIZER_DIR, load_tokenizer
 
     out = os.fspath(out)
     info = read_run(out)
+    tok_dir = info["tokenizer"]
+    folders.check_destination(dest, overwrite=overwrite, keep=[tok_dir])  # before the slow part
     cfg = ClipTrainConfig.from_dict(info["config"])
     vocab = np.asarray(info["vocab"], np.int64)
     mcfg = model_config(cfg, len(vocab), len(vocab) - 1)
@@ -758,7 +757,6 @@ def export(out: str | os.PathLike, dest: str | os.PathLike, *, overwrite: bool =
     manager.close()
     shipped = full_params(state.params, vocab, np.float16)
     full_cfg = model_config(cfg)
-    tok_dir = info["tokenizer"]
     source = {"trained_by": script, "steps": int(state.step), "images_seen": int(state.step) * cfg.batch,
               "wall_seconds": round(float(info.get("seconds", 0.0))), "machine": info.get("machine", ""),
               "train_config": cfg.to_dict(), "weights": "float16",
@@ -767,17 +765,12 @@ def export(out: str | os.PathLike, dest: str | os.PathLike, *, overwrite: bool =
                       f"size={cfg.image_size}) with composed texts (jax_inpaint.demo.train_clip), augmented "
                       "(flips, 1-pixel shifts, blur, noise)"}
     if measure:
-        clip = CLIP(full_cfg, jax.tree.map(lambda a: np.asarray(a, np.float32), shipped), folder=tok_dir)
-        clip._tokenizer = None
-        clip.folder = None
-        from jax_inpaint.models.clip import load_tokenizer
-        clip._tokenizer = load_tokenizer(tok_dir)
+        clip = CLIP(full_cfg, jax.tree.map(lambda a: np.asarray(a, np.float32), shipped),
+                    tokenizer=load_tokenizer(tok_dir))
         acc = heldout_accuracy(clip, cfg.heldout_images, cfg.heldout_seed, cfg.image_size)
         source["heldout_with_without"] = {"renders": f"render_dataset({cfg.heldout_images}, seed={cfg.heldout_seed})",
                                           "prompts": "a face with X / a face without X (PROMPT_PAIRS)",
                                           **{k: round(v["accuracy"], 4) for k, v in acc.items()}}
-    extra = {os.path.join(TOKENIZER_DIR, name): os.path.join(tok_dir, name) for name in TOKENIZER_FILES
-             if os.path.isfile(os.path.join(tok_dir, name))}
-    folders.check_destination(dest, overwrite=overwrite, keep=[tok_dir])
+    extra = {os.path.join(TOKENIZER_DIR, name): os.path.join(tok_dir, name) for name in _tokenizer_files(tok_dir)}
     return write_folder(dest, kind=KIND, config=full_cfg.to_dict(), params=shipped, source=source,
                         overwrite=overwrite, extra_files=extra, keep=[tok_dir])

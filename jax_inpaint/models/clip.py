@@ -199,12 +199,13 @@ def cosine(a: Array, b: Array) -> Array:
 class CLIP:
     """A loaded CLIP model. Methods taking `params` first are pure (use them inside jit/grad/vmap)."""
 
-    def __init__(self, config: CLIPConfig, params: Mapping, folder: str | None = None):
+    def __init__(self, config: CLIPConfig, params: Mapping, folder: str | None = None, tokenizer=None):
+        """`tokenizer`: a loaded tokenizer (`load_tokenizer`), for a model not (yet) in a folder."""
         self.config = config
         self.module = CLIPModule(config)
         self.params = jax.tree.map(jnp.asarray, params)
         self.folder = folder
-        self._tokenizer = None
+        self._tokenizer = tokenizer
 
     @property
     def input_size(self) -> tuple[int, int]:
