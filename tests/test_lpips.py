@@ -247,3 +247,27 @@ def test_small_maps_as_shifted_products_equal_the_convolution(monkeypatch, size)
     ref = jax.lax.conv_general_dilated(x, params["params"]["kernel"], (1, 1), "SAME",
                                        dimension_numbers=("NHWC", "HWIO", "NHWC")) + params["params"]["bias"]
     np.testing.assert_allclose(y0, ref, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("shape", [(1, 6, 6, 3), (2, 7, 5, 4), (3, 1, 8, 9, 2)])
+def test_max_pool2_and_its_gradient_equal_nn_max_pool(shape):
+    """VGG's 2x2 max-pooling (an elementwise gradient instead of XLA's select-and-scatter): the same values
+    and the same gradient as nn.max_pool, odd sizes cropped, ties (zeros after a ReLU, and a positive
+    tie) routed to the first maximum of the window. Exact: no arithmetic differs."""
+    import flax.linen as nn
+
+    from jax_inpaint.models.lpips import max_pool2
+
+    rng = np.random.RandomState(0)
+    x = np.maximum(rng.randn(*shape), 0).astype(np.float32)
+    x[..., 0, 0, 0] = x[..., 0, 1, 0] = x[..., 1, 0, 0] = 5.0
+
+    def ref(x):
+        out = nn.max_pool(x.reshape((-1,) + x.shape[-3:]), (2, 2), strides=(2, 2))
+        return out.reshape(x.shape[:-3] + out.shape[1:])
+
+    y, y_ref = max_pool2(x), ref(x)
+    assert y.shape == y_ref.shape == x.shape[:-3] + (x.shape[-3] // 2, x.shape[-2] // 2, x.shape[-1])
+    np.testing.assert_array_equal(y, y_ref)
+    g = rng.randn(*y.shape).astype(np.float32)
+    np.testing.assert_array_equal(jax.vjp(max_pool2, x)[1](g)[0], jax.vjp(ref, x)[1](g)[0])

@@ -88,6 +88,49 @@ class Conv3x3(nn.Module):
         return y + bias
 
 
+@jax.custom_vjp
+def max_pool2(x: Array) -> Array:
+    """2x2 max-pooling with stride 2 over [..., H, W, C] (an odd last row / column is dropped, as
+    nn.max_pool's VALID padding does). Its gradient goes to the first maximum of each window in row-major
+    order, as XLA's select-and-scatter routes it, but as one elementwise pass: on CPU the
+    select-and-scatter gradient of nn.max_pool costs ~60 ms of VGG16's 400 ms forward + backward at 256."""
+    return jnp.max(_windows(x), axis=(-4, -2))
+
+
+def _windows(x: Array) -> Array:
+    *lead, h, w, c = x.shape
+    x = x[..., :h - h % 2, :w - w % 2, :]
+    return x.reshape(*lead, h // 2, 2, w // 2, 2, c)
+
+
+def _max_pool2_fwd(x):
+    y = max_pool2(x)
+    return y, (x, y)
+
+
+def _max_pool2_bwd(res, g):
+    x, y = res
+    win = _windows(x)  # [..., h, 2, w, 2, c]
+    hit = win == jnp.expand_dims(y, (-4, -2))
+    taken = jnp.zeros_like(hit[..., :1, :, :1, :])
+    first = []
+    for i in range(2):
+        row = []
+        for j in range(2):
+            h = hit[..., i:i + 1, :, j:j + 1, :] & ~taken
+            taken = taken | h
+            row.append(h)
+        first.append(jnp.concatenate(row, axis=-2))
+    first = jnp.concatenate(first, axis=-4)
+    dx = jnp.where(first, jnp.expand_dims(g, (-4, -2)), 0).astype(x.dtype)
+    *lead, h, w, c = x.shape
+    dx = dx.reshape(*lead, h - h % 2, w - w % 2, c)
+    return (jnp.pad(dx, [(0, 0)] * len(lead) + [(0, h % 2), (0, w % 2), (0, 0)]),)
+
+
+max_pool2.defvjp(_max_pool2_fwd, _max_pool2_bwd)
+
+
 class VGG16(nn.Module):
     config: LPIPSConfig
 
@@ -97,7 +140,7 @@ class VGG16(nn.Module):
         out, conv = [], 0
         for v in self.config.layers:
             if v == "M":
-                x = nn.max_pool(x, (2, 2), strides=(2, 2))
+                x = max_pool2(x)
                 continue
             x = jax.nn.relu(Conv3x3(v, name=f"Conv_{conv}")(x))
             if conv in self.config.taps:
@@ -188,7 +231,7 @@ def _resized(x: Array, resize_to: int | None) -> Array:
 
 
 def _min_pool(m: Array) -> Array:
-    return -nn.max_pool(-m, (2, 2), strides=(2, 2))
+    return -max_pool2(-m)
 
 
 def _cell_weights(k: Array, layers: list[Array]) -> list[Array]:
