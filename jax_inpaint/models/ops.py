@@ -130,7 +130,7 @@ def conv_transpose2d(x: Array, w: Array, stride: int = 2, padding: int = 0) -> A
     xp = jnp.pad(x, [(0, 0), (th - 1, th - 1), (tw - 1, tw - 1), (0, 0)])
 
     def phase(r: int, q: int) -> Array:
-        # phase (r, q): y_rq[m] = sum_u xp[m + u] w[r + s (t - 1 - u)] over its own taps (an empty phase is 0)
+        # phase (r, q): y_rq[m] = sum_u xp[m + u] w[r + s (th - 1 - u)] over its own taps (an empty phase is 0)
         rows = [r + s * (th - 1 - u) for u in range(th) if r + s * (th - 1 - u) < kh]
         cols = [q + s * (tw - 1 - u) for u in range(tw) if q + s * (tw - 1 - u) < kw]
         if not rows or not cols:
