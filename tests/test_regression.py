@@ -8,9 +8,12 @@ from jax_inpaint.inversion.inpainter import inpaint
 # Recorded with the steps of a chunk inside one compiled `lax.scan` (loop 'scan'). On CPU the default
 # loop ('auto') dispatches one compiled step per call ('host'): another XLA program, whose fusion may
 # sum in another order; the MSE-only demo run still matches to 1e-4, while LPIPS's gradient, normalised by
-# Adam's first steps (components near zero become whole steps of lr), drifts by up to ~0.02 in w.
+# Adam's first steps (components near zero become whole steps of lr), drifts by up to ~0.02 in w. The
+# same holds for the recorded scan run since the demodulation sums its kernel's squared taps in another
+# order (ops._tap_sum_of_squares, a float32 reassociation): 0.017 in w, under one uint8 level in pixels.
 RUNS = {"demo": dict(config="demo", steps=20, chunk=10), "default": dict(steps=10, chunk=5, loop="scan")}
-TOLERANCES = {"demo": (1e-4, 2e-3, 1e-4), "default": (1e-4, 2e-3, 1e-4), "default-host": (5e-2, 1 / 127.5, 2e-3)}
+LPIPS_DRIFT = (5e-2, 1 / 127.5, 2e-3)
+TOLERANCES = {"demo": (1e-4, 2e-3, 1e-4), "default": LPIPS_DRIFT, "default-host": LPIPS_DRIFT}
 RUNS["default-host"] = dict(RUNS["default"], loop="host")
 
 
