@@ -13,9 +13,9 @@ import dataclasses
 import os
 import sys
 
-import jax
 
 from jax_inpaint.demo.train_clip import ClipTrainConfig, export, read_run, train
+from jax_inpaint.demo.train_gan import add_run_options, use_run_compile_cache
 from jax_inpaint.errors import InputError
 
 FIELDS = {"steps": "total steps (the learning-rate schedule's length)", "batch": "images per step",
@@ -30,22 +30,12 @@ FIELDS = {"steps": "total steps (the learning-rate schedule's length)", "batch":
 def main(argv=None) -> int:
     d = ClipTrainConfig()
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", required=True, help="training folder (checkpoints, log)")
-    for name, text in FIELDS.items():
-        p.add_argument("--" + name.replace("_", "-"), type=type(getattr(d, name)), default=None,
-                       help=f"{text} (default {getattr(d, name)}; when resuming, the run's own)")
-    p.add_argument("--max-minutes", type=float, default=None, help="stop (with a checkpoint) after this long")
-    p.add_argument("--cache-dir", default=None, help="where the rendered data set is cached (default OUT/data)")
+    add_run_options(p, FIELDS, d, "checkpoints, log")
     p.add_argument("--tokenizer", default=None,
                    help="folder with CLIP's vocab.json and merges.txt (default: the shipped demo CLIP's, or "
                         "tests/data/clip/tiny-clip-hf of a source checkout)")
-    p.add_argument("--export", metavar="DEST", default=None,
-                   help="do not train: write the newest checkpoint of OUT as the model folder DEST")
-    p.add_argument("--overwrite", action="store_true", help="with --export: replace DEST")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
     a = p.parse_args(argv)
-    jax.config.update("jax_compilation_cache_dir", os.path.join(os.path.abspath(a.out), "jax_cache"))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+    use_run_compile_cache(a.out)
     try:
         if a.export:
             dest = export(a.out, a.export, overwrite=a.overwrite)

@@ -12,9 +12,9 @@ import dataclasses
 import os
 import sys
 
-import jax
 
-from jax_inpaint.demo.train_gan import GanTrainConfig, export, read_run_config, train
+from jax_inpaint.demo.train_gan import (GanTrainConfig, add_run_options, export, read_run_config, train,
+                                        use_run_compile_cache)
 from jax_inpaint.errors import InputError
 
 
@@ -34,22 +34,11 @@ FIELDS = {"steps": "total steps", "batch": "images per step", "resolution": "ima
 def main(argv=None) -> int:
     d = GanTrainConfig()
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", required=True, help="training folder (checkpoints, samples, log)")
-    for name, text in FIELDS.items():
-        default = getattr(d, name)
-        kind = channels if isinstance(default, tuple) else type(default)
-        shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
-        p.add_argument("--" + name.replace("_", "-"), type=kind, default=None,
-                       help=f"{text} (default {shown}; when resuming, the run's own)")
-    p.add_argument("--max-minutes", type=float, default=None, help="stop (with a checkpoint) after this long")
-    p.add_argument("--cache-dir", default=None, help="where the rendered data set is cached (default OUT/data)")
-    p.add_argument("--export", metavar="DEST", default=None,
-                   help="do not train: write the newest checkpoint of OUT as the model folder DEST")
-    p.add_argument("--overwrite", action="store_true", help="with --export: replace DEST")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_run_options(p, FIELDS, d, "checkpoints, samples, log",
+                    convert=lambda v: channels if isinstance(v, tuple) else type(v),
+                    show=lambda v: ",".join(map(str, v)) if isinstance(v, tuple) else str(v))
     a = p.parse_args(argv)
-    jax.config.update("jax_compilation_cache_dir", os.path.join(os.path.abspath(a.out), "jax_cache"))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+    use_run_compile_cache(a.out)
     try:
         if a.export:
             print(f"wrote {export(a.out, a.export, overwrite=a.overwrite)}")

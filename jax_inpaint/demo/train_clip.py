@@ -49,7 +49,7 @@ import numpy as np
 import optax
 
 from jax_inpaint import files
-from jax_inpaint.demo.train_gan import checkpoint_manager, close_run, machine_description
+from jax_inpaint.demo.train_gan import checkpoint_manager, close_run, machine_description, save_checkpoint
 from jax_inpaint.errors import InputError
 from jax_inpaint.models.clip import CLIP, CLIPConfig, CLIPModule, CLIPTextConfig, CLIPVisionConfig
 from jax_inpaint.models.transformer import EncoderConfig, ImagePreprocess
@@ -618,7 +618,6 @@ def train(cfg: ClipTrainConfig, out: str | os.PathLike, *, cache_dir: str | os.P
     `out` receives train_config.json (the config, the training vocabulary, time spent), checkpoints/
     (orbax, the newest two) and log.jsonl. A folder started with another config refuses to resume.
     Returns {'step', 'seconds'}."""
-    import orbax.checkpoint as ocp
     from tqdm.auto import tqdm
 
 
@@ -678,9 +677,7 @@ def train(cfg: ClipTrainConfig, out: str | os.PathLike, *, cache_dir: str | os.P
                 log.flush()
             bar.update(1)
             if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-                manager.save(step, args=ocp.args.StandardSave(state))
-                manager.wait_until_finished()
-                save_info()
+                save_checkpoint(manager, step, state, save_info)
     finally:
         bar.close()
         log.close()

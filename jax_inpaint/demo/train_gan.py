@@ -289,7 +289,6 @@ def train(cfg: GanTrainConfig, out: str | os.PathLike, *, cache_dir: str | os.Pa
     G_ema faces) and log.jsonl (losses every 50 steps). Returns {'step', 'images_seen', 'seconds'}.
     A folder started with another config refuses to resume (the error names the differing fields).
     """
-    import orbax.checkpoint as ocp
     from tqdm.auto import tqdm
 
     out = os.fspath(out)
@@ -352,15 +351,44 @@ def train(cfg: GanTrainConfig, out: str | os.PathLike, *, cache_dir: str | os.Pa
             if step % cfg.sample_every == 0 or step == cfg.steps:
                 write_samples(step)
             if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-                manager.save(step, args=ocp.args.StandardSave(state))
-                manager.wait_until_finished()
-                save_info()
+                save_checkpoint(manager, step, state, save_info)
     finally:
         bar.close()
         log.close()
         close_run(manager, state, save_info)
     return {"step": int(state.step), "images_seen": int(state.step) * cfg.batch,
             "seconds": seconds0 + time.time() - t0}
+
+
+def save_checkpoint(manager, step: int, state, save_info: Callable[[], None]) -> None:
+    """A training loop's periodic checkpoint: save step, wait for the write, record the run (`save_info`)."""
+    import orbax.checkpoint as ocp
+
+    manager.save(step, args=ocp.args.StandardSave(state))
+    manager.wait_until_finished()
+    save_info()
+
+
+def add_run_options(parser, fields: dict, defaults, out_help: str, convert=None, show=str) -> None:
+    """A training script's options: --out, one per config field in `fields` ({name: text}; the type is the
+    default's, or `convert`), --max-minutes, --cache-dir, --export, --overwrite and --quiet."""
+    parser.add_argument("--out", required=True, help=f"training folder ({out_help})")
+    for name, text in fields.items():
+        default = getattr(defaults, name)
+        parser.add_argument("--" + name.replace("_", "-"), type=(convert or type)(default), default=None,
+                            help=f"{text} (default {show(default)}; when resuming, the run's own)")
+    parser.add_argument("--max-minutes", type=float, default=None, help="stop (with a checkpoint) after this long")
+    parser.add_argument("--cache-dir", default=None, help="where the rendered data set is cached (default OUT/data)")
+    parser.add_argument("--export", metavar="DEST", default=None,
+                        help="do not train: write the newest checkpoint of OUT as the model folder DEST")
+    parser.add_argument("--overwrite", action="store_true", help="with --export: replace DEST")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def use_run_compile_cache(out: str) -> None:
+    """Compiled programs cached in OUT/jax_cache, so that a resumed run does not compile again."""
+    jax.config.update("jax_compilation_cache_dir", os.path.join(os.path.abspath(out), "jax_cache"))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
 
 
 def close_run(manager, state, save_info: Callable[[], None]) -> None:
