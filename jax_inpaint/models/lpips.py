@@ -58,11 +58,12 @@ class LPIPSConfig:
 # ----------------------------------------------------------------------------------------------
 # Modules.
 
-# On CPU, a 3x3 convolution over a map of at most this many pixels runs as nine shifted matrix products:
-# XLA:CPU's convolution, and above all its input gradient, is slow on small maps with many channels
-# (VGG's 16x16x512 block at a 256-pixel input: forward + input gradient 26 ms as a convolution, 12 ms as
-# products; larger maps are faster as convolutions). At 32x32 and below, LPIPS at 256x256 computes its
-# gradient ~9 % faster and its forward as fast (bench/RESULTS.md). JAX_INPAINT_LPIPS_SHIFTED=0 turns it off.
+# On CPU, a 3x3 convolution over a map of at most this many pixels runs as one matrix product of the
+# input's nine shifted copies: XLA:CPU's convolution, and above all its input gradient, is slow on small
+# maps with many channels (VGG's 16x16x512 block at a 256-pixel input: forward + input gradient 26 ms as a
+# convolution, 12 ms as products; larger maps are faster as convolutions). At 32x32 and below, LPIPS at
+# 256x256 computes its gradient ~9 % faster and its forward as fast (bench/RESULTS.md); LPIPS between
+# small images (the demo's 32x32) ~6x faster. JAX_INPAINT_LPIPS_SHIFTED=0 turns it off.
 SHIFTED_MAX_PIXELS = 32 * 32
 
 
@@ -81,8 +82,13 @@ class Conv3x3(nn.Module):
         x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias)   # as nn.Conv: bfloat16 images stay legal
         h, w = x.shape[-3], x.shape[-2]
         if h * w <= SHIFTED_MAX_PIXELS and _shifted_products():
+            # one product of the nine shifted copies side by side with the kernel as a [9 I, O] matrix (a
+            # reshape, not a copy): nine products of [I, O] kernel slices took ~2x longer on small batches
+            # of small images (LPIPS between 4 images of 32x32, forward + backward: 114 -> 56 ms) and the
+            # same on one 256x256 image.
             xp = jnp.pad(x, [(0, 0)] * (x.ndim - 3) + [(1, 1), (1, 1), (0, 0)])
-            y = sum(xp[..., i:i + h, j:j + w, :] @ kernel[i, j] for i in range(3) for j in range(3))
+            cols = jnp.concatenate([xp[..., i:i + h, j:j + w, :] for i in range(3) for j in range(3)], axis=-1)
+            y = cols @ kernel.reshape(-1, kernel.shape[-1])
         else:
             y = conv2d(x, kernel, padding=1)
         return y + bias
@@ -329,6 +335,23 @@ class LPIPS:
         if "weights" in prepared:
             return sum(_cell_mean(prepared["weights"], maps))
         return sum(jnp.mean(m, axis=(1, 2)) for m in maps)
+
+    def pairwise_distances(self, params, x: Array, *, resize_to: int | None = None) -> Array:
+        """[N, N]: LPIPS between every two images of x [N,H,W,3] (`distance` of each pair, up to float
+        rounding), from ONE pass of the network per image: per layer, sum_c lin_c (u_ic - u_jc)^2 expands
+        into each image's own term and a product of the two, so no [N, N, h, w, c] difference is formed."""
+        x = jnp.asarray(x, jnp.float32)
+        units = self.module.apply({"params": params}, _check_size(_resized(x, resize_to)), units_only=True)
+        n, total = x.shape[0], 0.0
+        for i, u in enumerate(units):
+            lin = params[f"NetLinLayer_{i}"]["Conv_0"]["kernel"].reshape(-1).astype(u.dtype)  # [c]
+            hw = u.shape[1] * u.shape[2]
+            flat = u.reshape(n, -1, u.shape[-1])  # [N, hw, c]
+            own = jnp.einsum("npc,c->n", jnp.square(flat), lin)
+            cross = jnp.einsum("npc,mpc->nm", flat * lin, flat)
+            total = total + (own[:, None] + own[None] - 2.0 * cross) / hw
+        total = 0.5 * (total + total.T)  # exactly symmetric (the products' rounding is not)
+        return jnp.maximum(total, 0.0)  # rounding can take a pair of equal images just below 0
 
     def masked_feature_distance(self, params, x: Array, y: Array, known: Array, *,
                                 resize_to: int | None = None) -> Array:
