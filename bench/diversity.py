@@ -41,8 +41,9 @@ RECIPES = (("demo preset (noise random, w_avg + jitter, W+)", {}),
            ("no jitter, noise const", {"init_jitter": 0.0, "noise": "const"}),
            ("init z", {"init": "z"}),
            ("space W", {"space": "w"}),
-           ("diversity 0.002 (demo-diverse)", {"diversity": 0.002}),
-           ("init z + diversity 0.002", {"init": "z", "diversity": 0.002}))
+           ("diversity 0.002, pixel distance", {"diversity": 0.002}),
+           ("diversity 0.0007, LPIPS distance (demo-diverse)", {"diversity": 0.0007, "diversity_space": "lpips"}),
+           ("init z + diversity 0.0007, LPIPS distance", {"init": "z", "diversity": 0.0007, "diversity_space": "lpips"}))
 
 
 def measure(rows: dict[str, dict], n_faces: int, k: int) -> dict[tuple[str, str], dict[str, float]]:
@@ -87,13 +88,18 @@ def main():
     ap.add_argument("--faces", type=int, default=10)
     ap.add_argument("--weights", default="0,0.002", help="diversity weights (table 1; the first is the base)")
     ap.add_argument("--recipes", action="store_true", help="table 2: RECIPES instead of the weights")
+    ap.add_argument("--only", default=None, help="with --recipes: the first recipe and those whose name contains this")
+    ap.add_argument("--space", default="pixels", choices=("pixels", "lpips"),
+                    help="the diversity term's distance (diversity_space) for the weights' rows")
     ap.add_argument("--seeds", type=int, default=4, help="K")
     ap.add_argument("--out", default=None, help="also write the table (markdown) here")
     args = ap.parse_args()
     if args.recipes:
-        rows = dict(RECIPES)
+        rows = dict(r for i, r in enumerate(RECIPES) if i == 0 or args.only is None or args.only in r[0])
     else:
-        rows = {f"diversity {float(w):g}": {"diversity": float(w)} for w in args.weights.split(",")}
+        space = "" if args.space == "pixels" else f" ({args.space})"
+        rows = {f"diversity {float(w):g}{space if float(w) else ''}": {"diversity": float(w), "diversity_space": args.space}
+                for w in args.weights.split(",")}
     res = measure(rows, args.faces, args.seeds)
     head = (f"demo-faces, `demo` preset, K = {args.seeds}, {args.faces} held-out faces (data seed {DATA_SEED}), "
             "means over the faces")

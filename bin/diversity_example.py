@@ -1,7 +1,7 @@
 """docs/diversity.png: one held-out demo face, its mouth hole, K = 6 completions without (top) and with
 (bottom) the joint diversity term (`--config demo` against `--config demo-diverse`).
 
-    python bin/diversity_example.py [--out docs/diversity.png] [--face 3]
+    python bin/diversity_example.py [--out docs/diversity.png] [--face 3] [--mask center]
 """
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from jax_inpaint.files import atomic_write
 from jax_inpaint.images import to_uint8
 from jax_inpaint.inversion.inpainter import inpaint
 from jax_inpaint.inversion.outputs import masked_preview
+from jax_inpaint.masks import preset_mask
 
 
 def main():
@@ -22,9 +23,10 @@ def main():
     ap.add_argument("--out", default="docs/diversity.png")
     ap.add_argument("--face", type=int, default=3)
     ap.add_argument("--seeds", type=int, default=6)
+    ap.add_argument("--mask", default="mouth", choices=("mouth", "center"))
     args = ap.parse_args()
     img, _ = demo_face(args.face)
-    hole = face_hole("mouth", 32)
+    hole = face_hole("mouth", 32) if args.mask == "mouth" else preset_mask("center", 32)
     rows = []
     for preset in ("demo", "demo-diverse"):
         r = inpaint(img, hole, "demo-faces", seeds=range(args.seeds), config=preset, progress=False)

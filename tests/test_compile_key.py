@@ -53,6 +53,7 @@ CHANGES = {
     "attr_epsilon": (0.2, {"attr_loss": "margin"}, "attributes"),
     "clip_weight": (2.0, {}, "prompts"),
     "diversity": (0.5, {}, None),
+    "diversity_space": ("lpips", {"diversity": 0.5}, None),
     "loop": ("scan", {}, None),  # 'auto' is 'host' on CPU
     "remat": ("blocks", {}, None),
     "chunk": (1, {}, None),

@@ -186,6 +186,16 @@ def test_batch_of_one_broadcasts(lp, fns, vectors):
                                fns["distance"](lp.params, x[:4], np.repeat(y[:1], 4, 0)), rtol=1e-6)
 
 
+def test_pairwise_distances_are_the_distance_of_every_pair(lp, fns):
+    x = np.random.RandomState(0).uniform(-1, 1, (4, 32, 32, 3)).astype(np.float32)
+    d = np.asarray(jax.jit(lp.pairwise_distances)(lp.params, x))
+    i, j = np.meshgrid(np.arange(4), np.arange(4), indexing="ij")
+    ref = np.asarray(fns["distance"](lp.params, x[i.ravel()], x[j.ravel()])).reshape(4, 4)
+    assert ref.min() >= 0 and ref[~np.eye(4, dtype=bool)].min() > 0.05   # the pairs differ
+    np.testing.assert_allclose(d, ref, atol=2e-6)   # float32: the expansion cancels terms of ~1
+    np.testing.assert_array_equal(d, d.T)
+
+
 def test_gradients_finite_and_jit_compiles_once(lp, vectors):
     x, y = _pair(vectors, "rect")
     x, y = x[:1], y[:1]

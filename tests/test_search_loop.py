@@ -1,13 +1,17 @@
 """How the search runs its steps (loop 'host' / 'scan'), rematerialisation, the joint diversity term
 and the per-chunk preview: on the shipped demo generator (32x32), a few steps each."""
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import jax_inpaint.inversion.search as S
+from jax_inpaint.errors import InputError
 from jax_inpaint.inversion.config import load_config
 from jax_inpaint.inversion.objective import Models, Objective
+from jax_inpaint.models.lpips import load_lpips
 from jax_inpaint.models.stylegan2 import load_generator
 
 RUN = dict(lpips=0.0, steps=6, chunk=3, lr=0.1)
@@ -76,31 +80,47 @@ def test_remat_auto_rematerialises_only_when_that_fits_more_seeds(G, monkeypatch
         assert (chosen.objective.cfg.remat, chosen.batch) == expect
 
 
-def test_diversity_terms_stay_within_an_image():
+@pytest.fixture(scope="module")
+def lp():
+    return load_lpips()
+
+
+@pytest.mark.parametrize("space", ["pixels", "lpips"])
+def test_diversity_terms_stay_within_an_image(space, request):
+    dist = None
+    if space == "lpips":
+        lp = request.getfixturevalue("lp")
+        dist = functools.partial(lp.pairwise_distances, lp.params)
     rng = np.random.RandomState(1)
     imgs = jnp.asarray(rng.uniform(-1, 1, (5, 32, 32, 3)), jnp.float32)
     knowns = jnp.ones((5, 32, 32)).at[:, 8:24, 8:24].set(0.0)
     groups = jnp.asarray([0, 0, 1, 1, -1])
     alive = jnp.ones(5, bool)
-    d = np.asarray(S.diversity_terms(imgs, knowns, groups, alive))
+    terms = jax.jit(lambda x, a: S.diversity_terms(x, knowns, groups, a, dist))
+    d = np.asarray(terms(imgs, alive))
     assert d[4] == 0 and np.all(d[:4] < 0)
+    if space == "lpips":  # minus the square root of the LPIPS between the two hole contents of each group
+        holes = imgs * (1 - knowns)[..., None]
+        for a, b in ((0, 1), (2, 3)):
+            ref = -np.sqrt(float(lp.distance(lp.params, holes[a:a + 1], holes[b:b + 1])[0]))
+            np.testing.assert_allclose(d[[a, b]], ref, rtol=1e-4)
     # changing image 2 (group 1) moves group 1's terms only
-    moved = np.asarray(S.diversity_terms(imgs.at[2].multiply(-1), knowns, groups, alive))
+    moved = np.asarray(terms(imgs.at[2].multiply(-1), alive))
     np.testing.assert_array_equal(moved[:2], d[:2])
     assert not np.allclose(moved[2:4], d[2:4])
     # a dead (NaN) seed is no partner and leaks no NaN into the gradient of the others
     nan = imgs.at[1].set(jnp.nan)
-    grad = jax.grad(lambda x: jnp.sum(S.diversity_terms(x, knowns, groups, jnp.asarray([1, 0, 1, 1, 1], bool))))(nan)
+    grad = jax.grad(lambda x: jnp.sum(terms(x, jnp.asarray([1, 0, 1, 1, 1], bool))))(nan)
     assert np.isfinite(np.asarray(grad)[[0, 2, 3]]).all()
     # ... nor does a seed whose image became NaN in this very step (still marked alive)
-    d_nan = np.asarray(S.diversity_terms(nan, knowns, groups, alive))
+    d_nan = np.asarray(terms(nan, alive))
     assert np.isfinite(d_nan[[0, 2, 3]]).all() and d_nan[0] == 0   # seed 0 has no live partner left
-    np.testing.assert_array_equal(d_nan[2:4], d[2:4])
-    grad = jax.grad(lambda x: jnp.sum(S.diversity_terms(x, knowns, groups, alive)))(nan)
+    np.testing.assert_allclose(d_nan[2:4], d[2:4], rtol=1e-6)
+    grad = jax.grad(lambda x: jnp.sum(terms(x, alive)))(nan)
     assert np.isfinite(np.asarray(grad)[[0, 2, 3]]).all()
     # the pixels outside the hole do not count
     outside = imgs.at[:, :4].set(0.0)
-    np.testing.assert_allclose(np.asarray(S.diversity_terms(outside, knowns, groups, alive)), d, rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(terms(outside, alive)), d, rtol=1e-6)
 
 
 def test_the_diversity_term_spreads_the_seeds_apart(G, data):
@@ -114,6 +134,24 @@ def test_the_diversity_term_spreads_the_seeds_apart(G, data):
     _, joint = run(G, data, seeds=(0, 1, 2), steps=20, chunk=10, init_jitter=0.1, diversity=0.5)
     assert "diversity" in joint.history and "diversity" not in alone.history
     assert hole_spread(joint) > 1.5 * hole_spread(alone)
+
+
+def test_the_lpips_diversity_term_spreads_the_seeds_apart_in_lpips(G, data, lp):
+    def mean_pair_lpips(res):
+        raw = np.asarray(G.synthesis(res.ws, noise={k: v for k, v in res.noise.items()}))
+        holes = raw * (data[1] == 0)[None, :, :, None]
+        d = np.asarray(lp.pairwise_distances(lp.params, holes))
+        return d[np.triu_indices(3, 1)].mean()
+
+    runs = {}
+    for weight in (0.0, 0.05):
+        obj = Objective(Models(G=G, lpips=lp), load_config(None, **{**RUN, "steps": 20, "chunk": 10, "init_jitter": 0.1,
+                                                                     "diversity": weight, "diversity_space": "lpips"}))
+        assert obj.uses["lpips"] == (weight > 0)   # the LPIPS model is loaded for the term alone
+        runs[weight] = S.get_search(obj, 3).run([0, 1, 2], obj.frozen(), *data, 0.5)
+    assert mean_pair_lpips(runs[0.05]) > 1.5 * mean_pair_lpips(runs[0.0])
+    with pytest.raises(InputError, match="diversity-space lpips needs the LPIPS model"):
+        Objective(Models(G=G), load_config(None, **{**RUN, "diversity": 0.05, "diversity_space": "lpips"}))
 
 
 def test_preview_reports_the_best_latents_after_each_chunk(G, data):

@@ -32,6 +32,7 @@ CHOICES = {
     "attr_loss": ("bce", "margin", "lse"),
     "loop": ("auto", "scan", "host"),
     "remat": ("auto", "off", "blocks"),
+    "diversity_space": ("pixels", "lpips"),
 }
 
 # The one validation layer of the inpainting options: every field's type and range. A number field
@@ -223,6 +224,8 @@ class InpaintConfig:
     """Weight of the CLIP term, 1 - cosine similarity to each prompt (when prompts are given)."""
     diversity: float = 0.0
     """Weight of the joint diversity term: minus the mean pairwise distance between the hole contents of the seeds of one image (0 = each seed optimised alone)."""
+    diversity_space: str = "pixels"
+    """Where the diversity term measures distance: 'pixels' (RMS of the hole, box-filtered to at most 32x32) or 'lpips' (LPIPS between the hole contents, as the reported diversity; needs the LPIPS model)."""
     # Running it.
     chunk: int = 25
     """Steps between progress updates (and checks for Ctrl-C): the losses are read once per chunk."""
@@ -231,7 +234,7 @@ class InpaintConfig:
     remat: str = "auto"
     """Recompute each synthesis block in the backward pass instead of storing its activations: 'off', 'blocks', or 'auto' (blocks only when the seeds would not fit in memory at once otherwise)."""
     batch: int = untraced(0, "how seeds are grouped; the batch size is a key of its own (search.get_search)")
-    """Seeds optimised at once; 0 = all of them, split into equal batches when the compiled search does not fit in memory (on CPU: at most 256)."""
+    """Seeds optimised at once; 0 = all of them, split into equal batches when the compiled search does not fit in memory (on CPU: at most 256, and without the diversity term at most 32 MB of the generator's largest feature map per batch: 2 seeds at 256x256, where larger batches are slower per seed)."""
     feather: float = untraced(2.0, "pastes the known pixels back after the search (inpainter.composite)")
     """Width in pixels of the seam where known pixels are blended with the completion."""
 

@@ -150,6 +150,8 @@ class Objective:
         m = models
         if cfg.lpips > 0 and m.lpips is None:
             raise InputError("the LPIPS term needs the LPIPS model")
+        if cfg.diversity > 0 and cfg.diversity_space == "lpips" and m.lpips is None:
+            raise InputError("--diversity-space lpips needs the LPIPS model")
         if constraints.attributes and m.classifier is None:
             raise InputError("attribute targets need an attribute classifier (--classifier)")
         if constraints.prompts and m.clip is None:
@@ -168,8 +170,10 @@ class Objective:
     @property
     def uses(self) -> dict[str, bool]:
         """Each field of Models -> whether this objective uses that network."""
-        return {"G": True, "lpips": self.cfg.lpips > 0, "clip": bool(self.constraints.prompts),
-                "classifier": bool(self.constraints.attributes), "D": self.cfg.realism > 0}
+        cfg = self.cfg
+        lpips_diversity = cfg.diversity > 0 and cfg.diversity_space == "lpips"
+        return {"G": True, "lpips": cfg.lpips > 0 or lpips_diversity, "clip": bool(self.constraints.prompts),
+                "classifier": bool(self.constraints.attributes), "D": cfg.realism > 0}
 
     @property
     def program_spec(self) -> ProgramSpec:

@@ -205,13 +205,20 @@ class Search:
 
         def joint(v):
             losses, (terms, imgs) = loss_all(v, s, step, frozen, targets, knowns, w_std, prepared)
-            div = diversity_terms(imgs, knowns, groups, s["alive"])
+            div = diversity_terms(imgs, knowns, groups, s["alive"], self._lpips_distances(frozen))
             per_item = losses + self.cfg.diversity * div
             return jnp.sum(jnp.where(jnp.isfinite(per_item), per_item, 0.0)), (per_item, {**terms, "diversity": div})
 
         (_, (losses, terms)), grads = jax.value_and_grad(joint, has_aux=True)(s["vars"])
         new = jax.vmap(self._update_one, in_axes=(0, None, 0, 0))(s, step, losses, grads)
         return new, (losses, terms)
+
+    def _lpips_distances(self, frozen) -> Callable[[Array], Array] | None:
+        """The diversity term's distance between hole contents when it is LPIPS (`diversity_space`)."""
+        if self.cfg.diversity_space != "lpips":
+            return None
+        lp = self.objective.models.lpips
+        return functools.partial(lp.pairwise_distances, frozen["lpips"], resize_to=self.cfg.lpips_resize or None)
 
     def _run_chunk(self, state, t0, frozen, targets, knowns, w_std, prepared, groups):
         """The compiled program: `steps_per_call` steps from step t0 (a scan of a chunk, or one step)."""
@@ -382,22 +389,29 @@ def resolve_loop(loop: str, platform: str | None = None) -> str:
     return "host" if (platform or jax.default_backend()) == "cpu" else "scan"
 
 
-def diversity_terms(imgs: Array, knowns: Array, groups: Array, alive: Array) -> Array:
+def diversity_terms(imgs: Array, knowns: Array, groups: Array, alive: Array,
+                    lpips_distances: Callable[[Array], Array] | None = None) -> Array:
     """Each item's share of the joint diversity term: minus the mean distance of its hole content to that
     of the other live items of its group. imgs [B,H,W,3], knowns [B,H,W] (1 = known), groups [B] (-1:
-    padding, no partner), alive [B]. Distance: the RMS difference of the hole pixels, each image
-    box-filtered to at most 32x32 first (the structure of the completion, not its pixel noise); the
-    hole is each item's own, so items of one image compare the same pixels."""
+    padding, no partner), alive [B]; the hole is each item's own, so items of one image compare the same
+    pixels. Distance: by default the RMS difference of the hole pixels, each image box-filtered to at most
+    32x32 first (the structure of the completion, not its pixel noise); with `lpips_distances` (hole
+    contents [B,H,W,3], the known pixels zeroed -> [B, B] LPIPS) the square root of their LPIPS, the
+    measure the reported diversity uses."""
     b, h, w, c = imgs.shape
-    f = max(1, h // 32)
     hole = 1.0 - knowns
-    x = (imgs * hole[..., None]).reshape(b, h // f, f, w // f, f, c).mean(axis=(2, 4)).reshape(b, -1)
-    area = hole.reshape(b, h // f, f, w // f, f).mean(axis=(2, 4)).reshape(b, -1)
+    x = imgs * hole[..., None]
     # A dead seed, or one whose image became NaN in this very step, is no partner and leaks no NaN into the others.
-    live = alive & (groups >= 0) & jnp.all(jnp.isfinite(x), axis=-1)
-    x = jnp.where(live[:, None], x, 0.0)
-    d2 = jnp.sum(jnp.square(x[:, None] - x[None]), axis=-1) / jnp.maximum(
-        c * jnp.sum(area, axis=-1)[:, None], 1e-6)
+    live = alive & (groups >= 0) & jnp.all(jnp.isfinite(x.reshape(b, -1)), axis=-1)
+    x = jnp.where(live[:, None, None, None], x, 0.0)
+    if lpips_distances is not None:
+        d2 = lpips_distances(x)
+    else:
+        f = max(1, h // 32)
+        x = x.reshape(b, h // f, f, w // f, f, c).mean(axis=(2, 4)).reshape(b, -1)
+        area = hole.reshape(b, h // f, f, w // f, f).mean(axis=(2, 4)).reshape(b, -1)
+        d2 = jnp.sum(jnp.square(x[:, None] - x[None]), axis=-1) / jnp.maximum(
+            c * jnp.sum(area, axis=-1)[:, None], 1e-6)
     pair = (groups[:, None] == groups[None]) & live[:, None] & live[None] & ~jnp.eye(b, dtype=bool)
     dist = jnp.sqrt(jnp.where(pair, d2, 1.0) + 1e-8)  # where before sqrt: no infinite gradient at 0
     n = jnp.sum(pair, axis=1)
@@ -438,6 +452,13 @@ DEVICE_MEMORY_FRACTION = 0.85
 # On CPU, vmapping more seeds adds no parallelism once the cores are busy, only memory (the demo on
 # 2 cores: 122 seed-steps/s at K = 4, 100 at 64, 71 at 256): batch 0 runs at most this many at once.
 CPU_MAX_BATCH = 256
+# ... and fewer for large images: XLA:CPU's convolutions slow down per seed once a batch's feature maps
+# outgrow the caches (a 3x3 convolution over 8 maps of 128x128x128 takes ~1.45x the time per map of one
+# map). paper256 (largest map 256x256x64, 16 MB a seed), per-seed step time against K = 1: 0.92 with 2
+# seeds in one program, 0.94 with 4, 0.97-1.15 with 8 (bench/inpaint.py). So without the diversity term
+# (whose seeds must share a program to interact) a CPU batch holds at most this much of the generator's
+# largest feature map: 2 seeds at 256x256, 4 at NVIDIA's 64x64 config, CPU_MAX_BATCH for the demo.
+CPU_BATCH_BYTES = 32 * 2**20
 
 
 def _signature(args) -> tuple:
@@ -548,7 +569,7 @@ def fit_search(objective: Objective, num_seeds: int, frozen, *, reserve: int = 0
     except InputError:
         search = None
     explicit = objective.cfg.batch if batch is None else batch
-    if search is not None and (explicit or search.batch >= _cpu_cap(num_seeds)):
+    if search is not None and (explicit or search.batch >= _cpu_cap(objective, num_seeds)):
         return search  # a batch size asked for and fitting, or not limited by memory: nothing to gain
     remat = Objective(objective.models, objective.cfg.replace(remat="blocks"), objective.constraints, objective.c)
     try:
@@ -560,11 +581,22 @@ def fit_search(objective: Objective, num_seeds: int, frozen, *, reserve: int = 0
     return other if search is None or other.batch > search.batch else search
 
 
-def _cpu_cap(num_seeds: int) -> int:
+def cpu_batch_limit(objective: Objective) -> int:
+    """The most seeds one call runs on CPU (before memory is asked): CPU_MAX_BATCH, or, without the
+    diversity term, as many as keep the generator's largest feature map within CPU_BATCH_BYTES (>= 1)."""
+    if objective.cfg.diversity > 0:
+        return CPU_MAX_BATCH
+    g = objective.models.G.config
+    largest = max(res * res * g.block_channels(res)[1] for res in g.block_resolutions) * 4  # float32 bytes
+    return max(1, min(CPU_MAX_BATCH, CPU_BATCH_BYTES // largest))
+
+
+def _cpu_cap(objective: Objective, num_seeds: int) -> int:
     """The most seeds batch 0 runs at once before memory is asked: all of them, or on CPU equal batches
-    of at most CPU_MAX_BATCH."""
-    if jax.devices()[0].platform == "cpu" and num_seeds > CPU_MAX_BATCH:
-        return math.ceil(num_seeds / math.ceil(num_seeds / CPU_MAX_BATCH))
+    of at most `cpu_batch_limit`."""
+    limit = cpu_batch_limit(objective)
+    if jax.devices()[0].platform == "cpu" and num_seeds > limit:
+        return math.ceil(num_seeds / math.ceil(num_seeds / limit))
     return num_seeds
 
 
@@ -574,7 +606,7 @@ def _fit(objective: Objective, num_seeds: int, frozen, *, reserve: int = 0, batc
 
     batch 0 (the default): all seeds at once if the compiled chunk fits in the memory budget, else
     the fewest equal batches that fit (per seed: what the chunk needs beyond the weights, divided by
-    its batch size; each new size is compiled and checked again); on CPU at most CPU_MAX_BATCH. A batch set explicitly is kept, but
+    its batch size; each new size is compiled and checked again); on CPU at most `cpu_batch_limit`. A batch set explicitly is kept, but
     refused if its chunk needs more than all the memory available. Where the backend reports no
     memory, nothing is split. `reserve`: host bytes kept for the outputs (CPU). `batch`: the batch size
     asked for instead of the config's (0: as many as fit), named `what` in the error (e.g. '--per-device').
@@ -593,7 +625,7 @@ def _fit(objective: Objective, num_seeds: int, frozen, *, reserve: int = 0, batc
                              f"batch {search.batch}: the search needs about {gigabytes(need)} of {where}, "
                              f"{gigabytes(avail)} available: use a smaller batch (or batch 0: as many seeds as fit)")
         return search
-    batch = _cpu_cap(num_seeds)
+    batch = _cpu_cap(objective, num_seeds)
     points = []  # (batch, bytes needed) of the sizes compiled so far
     for _ in range(6):  # the linear estimate converges in one or two steps
         search = get_search(objective, batch)
