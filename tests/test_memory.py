@@ -121,3 +121,29 @@ def test_available_memory_is_read():
     assert avail is not None and avail > 0  # /proc/meminfo (Linux) or sysconf
     if jax.devices()[0].platform == "cpu":
         assert 0 < S.available_memory() <= 2 * avail  # the host's, read again
+
+
+def _with_generator(img_resolution, channels, diversity=0.0):
+    """What `cpu_batch_limit` reads of an objective: its config and its generator's architecture."""
+    from types import SimpleNamespace
+
+    from jax_inpaint.inversion.config import InpaintConfig
+    from jax_inpaint.models.stylegan2 import GeneratorConfig
+
+    g = GeneratorConfig(z_dim=8, c_dim=0, w_dim=8, img_resolution=img_resolution, img_channels=3, channels=channels)
+    return SimpleNamespace(cfg=InpaintConfig(diversity=diversity), models=SimpleNamespace(G=SimpleNamespace(config=g)))
+
+
+def test_cpu_batches_of_large_images_hold_a_bounded_feature_map(monkeypatch):
+    paper256 = _with_generator(256, (512, 512, 512, 512, 256, 128, 64))  # largest map 256x256x64: 16 MB a seed
+    nvidia64 = _with_generator(64, (512,) * 5)  # 64x64x512: 8 MB
+    small = _with_generator(32, (128, 128, 64, 32))  # the demo's: 32x32x32, 128 KB
+    assert S.cpu_batch_limit(paper256) == 2 and S.cpu_batch_limit(nvidia64) == 4
+    assert S.cpu_batch_limit(small) == S.CPU_MAX_BATCH
+    # the seeds of one image must share a program for the diversity term to see them all
+    assert S.cpu_batch_limit(_with_generator(256, (512, 512, 512, 512, 256, 128, 64), diversity=0.1)) == S.CPU_MAX_BATCH
+    # equal batches: 8 seeds in 4 x 2, 7 in 4 calls of at most 2, 3 in 2 x 2 (one padded), 1 alone; 4 x 2 at 64x64
+    assert [S._cpu_cap(paper256, k) for k in (8, 7, 3, 2, 1)] == [2, 2, 2, 2, 1]
+    assert S._cpu_cap(nvidia64, 8) == 4
+    monkeypatch.setattr(S.jax, "devices", lambda: [type("Device", (), {"platform": "gpu"})()])
+    assert S._cpu_cap(paper256, 8) == 8  # an accelerator: memory alone decides
