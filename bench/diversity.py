@@ -2,6 +2,7 @@
 (`--diversity`) and the other parts of a recipe, against the fit to the known pixels and plausibility.
 
     python bench/diversity.py --faces 10 --weights 0,0.002          # the diversity weight (table 1)
+    python bench/diversity.py --faces 20 --weights 0,0.0007 --space lpips   # ... with the LPIPS distance
     python bench/diversity.py --faces 10 --recipes                  # one recipe change at a time (table 2)
 
 For each held-out demo face (data seed 21, which no training used) and each mask (`center`, and the
