@@ -98,9 +98,9 @@ def main():
     if args.recipes:
         rows = dict(r for i, r in enumerate(RECIPES) if i == 0 or args.only is None or args.only in r[0])
     else:
+        weights = [float(w) for w in args.weights.split(",")]
         space = "" if args.space == "pixels" else f" ({args.space})"
-        rows = {f"diversity {float(w):g}{space if float(w) else ''}": {"diversity": float(w), "diversity_space": args.space}
-                for w in args.weights.split(",")}
+        rows = {f"diversity {w:g}{space if w else ''}": {"diversity": w, "diversity_space": args.space} for w in weights}
     res = measure(rows, args.faces, args.seeds)
     head = (f"demo-faces, `demo` preset, K = {args.seeds}, {args.faces} held-out faces (data seed {DATA_SEED}), "
             "means over the faces")

@@ -34,7 +34,7 @@ CONFIGS = {**CONFIGS, **STEP_CONFIGS}
 from jax_inpaint.models.lpips import init_lpips, load_lpips  # noqa: E402
 from jax_inpaint.inversion.objective import Models, Objective  # noqa: E402
 from jax_inpaint.inversion.config import load_config  # noqa: E402
-from jax_inpaint.inversion.search import Search, _cpu_cap  # noqa: E402
+from jax_inpaint.inversion.search import Search, cpu_batch  # noqa: E402
 from jax_inpaint.models.stylegan2 import GeneratorConfig, init_generator  # noqa: E402
 
 
@@ -82,7 +82,7 @@ def main():
         ks = [int(x) for x in args.ks.split(",")]
         # the batch the search runs K seeds in on this backend (fit_search before memory: equal batches)
         objective = Objective(Models(G=G, lpips=lp), load_config(None, lpips=args.lpips))
-        batch = {k: _cpu_cap(objective, k) for k in ks}
+        batch = {k: cpu_batch(objective, k) for k in ks}
         sizes = sorted(set(ks) | set(batch.values()))
         fns = {b: step_fn(G, lp, b, args.steps, args.lpips) for b in sizes}
         times = {b: [] for b in sizes}

@@ -13,7 +13,6 @@ import dataclasses
 import os
 import sys
 
-
 from jax_inpaint.demo.train_clip import ClipTrainConfig, export, read_run, train
 from jax_inpaint.demo.train_gan import add_run_options, use_run_compile_cache
 from jax_inpaint.errors import InputError

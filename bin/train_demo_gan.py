@@ -12,7 +12,6 @@ import dataclasses
 import os
 import sys
 
-
 from jax_inpaint.demo.train_gan import (GanTrainConfig, add_run_options, export, read_run_config, train,
                                         use_run_compile_cache)
 from jax_inpaint.errors import InputError

@@ -143,7 +143,7 @@ def test_cpu_batches_of_large_images_hold_a_bounded_feature_map(monkeypatch):
     # the seeds of one image must share a program for the diversity term to see them all
     assert S.cpu_batch_limit(_with_generator(256, (512, 512, 512, 512, 256, 128, 64), diversity=0.1)) == S.CPU_MAX_BATCH
     # equal batches: 8 seeds in 4 x 2, 7 in 4 calls of at most 2, 3 in 2 x 2 (one padded), 1 alone; 4 x 2 at 64x64
-    assert [S._cpu_cap(paper256, k) for k in (8, 7, 3, 2, 1)] == [2, 2, 2, 2, 1]
-    assert S._cpu_cap(nvidia64, 8) == 4
+    assert [S.cpu_batch(paper256, k) for k in (8, 7, 3, 2, 1)] == [2, 2, 2, 2, 1]
+    assert S.cpu_batch(nvidia64, 8) == 4
     monkeypatch.setattr(S.jax, "devices", lambda: [type("Device", (), {"platform": "gpu"})()])
-    assert S._cpu_cap(paper256, 8) == 8  # an accelerator: memory alone decides
+    assert S.cpu_batch(paper256, 8) == 8  # an accelerator: memory alone decides

@@ -454,8 +454,8 @@ DEVICE_MEMORY_FRACTION = 0.85
 CPU_MAX_BATCH = 256
 # ... and fewer for large images: XLA:CPU's convolutions slow down per seed once a batch's feature maps
 # outgrow the caches (a 3x3 convolution over 8 maps of 128x128x128 takes ~1.45x the time per map of one
-# map). paper256 (largest map 256x256x64, 16 MB a seed), per-seed step time against K = 1: 0.92 with 2
-# seeds in one program, 0.94 with 4, 0.97-1.15 with 8 (bench/inpaint.py). So without the diversity term
+# map). paper256 (largest map 256x256x64, 16 MB a seed), per-seed step time against K = 1 over three
+# readings: 0.92-0.97 with 2 seeds in one program, 0.94-1.00 with 4, 0.97-1.15 with 8 (bench/inpaint.py). So without the diversity term
 # (whose seeds must share a program to interact) a CPU batch holds at most this much of the generator's
 # largest feature map: 2 seeds at 256x256, 4 at NVIDIA's 64x64 config, CPU_MAX_BATCH for the demo.
 CPU_BATCH_BYTES = 32 * 2**20
@@ -569,7 +569,7 @@ def fit_search(objective: Objective, num_seeds: int, frozen, *, reserve: int = 0
     except InputError:
         search = None
     explicit = objective.cfg.batch if batch is None else batch
-    if search is not None and (explicit or search.batch >= _cpu_cap(objective, num_seeds)):
+    if search is not None and (explicit or search.batch >= cpu_batch(objective, num_seeds)):
         return search  # a batch size asked for and fitting, or not limited by memory: nothing to gain
     remat = Objective(objective.models, objective.cfg.replace(remat="blocks"), objective.constraints, objective.c)
     try:
@@ -591,7 +591,7 @@ def cpu_batch_limit(objective: Objective) -> int:
     return max(1, min(CPU_MAX_BATCH, CPU_BATCH_BYTES // largest))
 
 
-def _cpu_cap(objective: Objective, num_seeds: int) -> int:
+def cpu_batch(objective: Objective, num_seeds: int) -> int:
     """The most seeds batch 0 runs at once before memory is asked: all of them, or on CPU equal batches
     of at most `cpu_batch_limit`."""
     limit = cpu_batch_limit(objective)
@@ -625,7 +625,7 @@ def _fit(objective: Objective, num_seeds: int, frozen, *, reserve: int = 0, batc
                              f"batch {search.batch}: the search needs about {gigabytes(need)} of {where}, "
                              f"{gigabytes(avail)} available: use a smaller batch (or batch 0: as many seeds as fit)")
         return search
-    batch = _cpu_cap(objective, num_seeds)
+    batch = cpu_batch(objective, num_seeds)
     points = []  # (batch, bytes needed) of the sizes compiled so far
     for _ in range(6):  # the linear estimate converges in one or two steps
         search = get_search(objective, batch)
