@@ -18,6 +18,12 @@ import statistics
 import sys
 import time
 
+from jax_inpaint.allocator import tune_host_allocator  # noqa: E402
+
+# before JAX starts its CPU client, as the CLI does (JAX_INPAINT_HOST_ALLOCATOR=default: glibc's own settings);
+# torch, timed in the same process, runs on the same allocator
+HOST_ALLOCATOR = "tuned" if tune_host_allocator() else "default"
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -90,7 +96,7 @@ def main():
     args = ap.parse_args()
     dtype = jnp.bfloat16 if args.dtype == "bfloat16" else jnp.float32
     print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, jax {jax.__version__} on "
-          f"{jax.devices()[0].device_kind}, dtype {args.dtype}, median of {args.repeats}")
+          f"{jax.devices()[0].device_kind}, dtype {args.dtype}, median of {args.repeats}, host allocator {HOST_ALLOCATOR}")
     header = f"{'config':<10} {'batch':>5} {'fwd ms':>10} {'fwd+bwd ms':>11}"
     if args.reference:
         header += f" {'NVIDIA fwd':>11} {'NVIDIA f+b':>11} {'fwd ratio':>9} {'f+b ratio':>9}"

@@ -23,6 +23,12 @@ import platform
 import statistics
 import time
 
+from jax_inpaint.allocator import tune_host_allocator  # noqa: E402
+
+# before JAX starts its CPU client, as the CLI does (JAX_INPAINT_HOST_ALLOCATOR=default: glibc's own settings);
+# torch, timed in the same process, runs on the same allocator
+HOST_ALLOCATOR = "tuned" if tune_host_allocator() else "default"
+
 import jax
 import jax.numpy as jnp
 
@@ -152,7 +158,7 @@ def compare_lpips(batches, repeats: int, threads: int) -> None:
 
     dev = jax.devices()[0]
     print(f"LPIPS VGG16 256x256, target prepared once; jax {jax.__version__} on {dev.platform}, torch on {threads} "
-          f"threads; medians of {repeats} interleaved calls; GEMM {gemm_gflops():.0f} GFLOP/s")
+          f"threads; medians of {repeats} interleaved calls; host allocator {HOST_ALLOCATOR}; GEMM {gemm_gflops():.0f} GFLOP/s")
     print(f"{'batch':>5} {'ours fwd ms':>12} {'torch fwd ms':>13} {'ratio':>6} {'ours f+b ms':>12} "
           f"{'torch f+b ms':>13} {'ratio':>6}")
     for b in batches:

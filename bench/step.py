@@ -29,6 +29,12 @@ import statistics
 import sys
 import time
 
+from jax_inpaint.allocator import tune_host_allocator  # noqa: E402
+
+# before JAX starts its CPU client, as the CLI does (JAX_INPAINT_HOST_ALLOCATOR=default: glibc's own settings);
+# torch, timed in the same process, runs on the same allocator
+HOST_ALLOCATOR = "tuned" if tune_host_allocator() else "default"
+
 import jax
 import jax.numpy as jnp
 
@@ -129,7 +135,7 @@ def main():
     dev = jax.devices()[0]
     print(f"# {platform.machine()}, {os.cpu_count()} CPUs, jax {jax.__version__} on {dev.platform} "
           f"({dev.device_kind}); default loop here: {resolve_loop('auto')}; {args.steps} steps per timed call, "
-          f"median of {args.repeats}; GEMM {gemm_gflops():.0f} GFLOP/s")
+          f"median of {args.repeats}; host allocator {HOST_ALLOCATOR}; GEMM {gemm_gflops():.0f} GFLOP/s")
     lp = load_lpips()
     for name in args.configs.split(","):
         kwargs = STEP_CONFIGS[name]

@@ -3,7 +3,8 @@
 Layout, lowest layer first (a module imports only from its own layer or lower ones;
 tests/test_imports.py checks it):
 
-    errors, files, images, masks      numpy-only basics: errors, safe writing, image files, hole masks
+    errors, files, images, masks      numpy-only basics: errors, safe writing, image files, hole masks,
+    allocator                         and the host allocator's settings (glibc malloc, for XLA:CPU)
     models/                           the networks (StyleGAN2, LPIPS, CLIP, ViT), model folders, shipped models
     inversion/                        options (config), objective, compiled search, the Inpainter driver, outputs
     study/                            metrics, baselines, the robustness evaluation and its report
@@ -36,6 +37,7 @@ _LAZY = {
     "Inpainter": "jax_inpaint.inversion.inpainter",
     "InpaintResult": "jax_inpaint.inversion.inpainter",
     "save_result": "jax_inpaint.inversion.outputs",
+    "tune_host_allocator": "jax_inpaint.allocator",
 }
 
 # Where the modules of the flat layout (up to 0.1) went.

@@ -60,7 +60,8 @@ import pathlib  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 LAYERS = [
-    ("base", ["jax_inpaint", "jax_inpaint.errors", "jax_inpaint.files", "jax_inpaint.images", "jax_inpaint.masks"]),
+    ("base", ["jax_inpaint", "jax_inpaint.errors", "jax_inpaint.files", "jax_inpaint.images", "jax_inpaint.masks",
+              "jax_inpaint.allocator"]),
     ("models", ["jax_inpaint.models"]),
     ("inversion", ["jax_inpaint.inversion"]),
     ("study", ["jax_inpaint.study"]),

@@ -236,22 +236,23 @@ def test_min_size_is_the_one_the_options_check():
 
 @pytest.mark.parametrize("size", [4, 16, 32])
 def test_small_maps_as_shifted_products_equal_the_convolution(monkeypatch, size):
-    """VGG's 3x3 convolutions on maps of at most SHIFTED_MAX_PIXELS pixels run, on CPU, as nine shifted
-    matrix products: the same values and input gradients as the convolution (float32 rounding)."""
+    """VGG's 3x3 convolutions on maps of at most ops.SHIFTED_MAX_PIXELS pixels run, on CPU, as one product
+    of nine shifted copies: the same values and input gradients as the convolution (float32 rounding)."""
     from jax_inpaint.models import lpips as L
+    from jax_inpaint.models import ops
 
     x = jax.random.normal(jax.random.key(0), (2, size, size, 24))
     conv = L.Conv3x3(40)
     params = conv.init(jax.random.key(1), x)
 
     def run(shifted: str):
-        monkeypatch.setenv("JAX_INPAINT_LPIPS_SHIFTED", shifted)
+        monkeypatch.setenv("JAX_INPAINT_SHIFTED", shifted)
         f = lambda x: jnp.sum(jnp.sin(conv.apply(params, x)))   # a fresh trace reads the switch
         convs = "conv_general_dilated" in str(jax.make_jaxpr(f)(x))
         return conv.apply(params, x), jax.grad(f)(x), convs
 
     (y1, g1, convs1), (y0, g0, convs0) = run("1"), run("0")
-    assert convs0 and convs1 == (size * size > L.SHIFTED_MAX_PIXELS or jax.default_backend() != "cpu")
+    assert convs0 and convs1 == (size * size > ops.SHIFTED_MAX_PIXELS or jax.default_backend() != "cpu")
     np.testing.assert_allclose(y1, y0, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(g1, g0, rtol=1e-5, atol=1e-5)
     ref = jax.lax.conv_general_dilated(x, params["params"]["kernel"], (1, 1), "SAME",

@@ -1,7 +1,6 @@
 """StyleGAN2's kernels against their definitions (the generator's parity with NVIDIA's code is
 tests/test_stylegan2.py; these cover shapes and strides its fixtures do not)."""
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax import lax
@@ -33,6 +32,45 @@ def test_conv_transpose2d_by_phases_equals_the_dilated_convolution(h, w, kh, kw,
     dx = jax.vjp(lambda x: ops.conv_transpose2d(x, k, stride=stride, padding=padding, phases=True), x)[1](g)[0]
     np.testing.assert_allclose(dx, jax.vjp(lambda x: dilated_transpose(x, k, stride, padding), x)[1](g)[0],
                                rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("lead, h, w, kh, kw, padding", [
+    ((2,), 4, 4, 3, 3, 1), ((1,), 8, 5, 3, 3, 0), ((2,), 5, 6, 2, 1, 0), ((1,), 6, 6, 1, 2, 0),
+    ((3,), 7, 7, 2, 2, 1), ((2, 3), 4, 4, 3, 3, 1)])
+def test_small_maps_as_shifted_products_equal_the_convolution(monkeypatch, lead, h, w, kh, kw, padding):
+    """On CPU, stride-1 convolutions of maps of at most SHIFTED_MAX_PIXELS pixels (the generator's 4x4-32x32
+    layers with wide kernels, the phases of its up-sampling, VGG's small maps) are one product of the
+    input's shifted copies: the same values and input gradients as XLA's convolution, within float32
+    rounding (1e-5), for any kernel shape, padding and leading batch axes; narrow kernels stay convolutions
+    unless asked (`min_channels`)."""
+    rng = np.random.RandomState(h * 10 + kh)
+    x = rng.randn(*lead, h, w, 6).astype(np.float32)
+    k = rng.randn(kh, kw, 6, 5).astype(np.float32)
+
+    def f(x):
+        return ops.conv2d(x, k, padding=padding, min_channels=6 * 5)
+
+    def traced(x, min_channels=6 * 5):  # a new function per trace: traces are cached by function, the switch is read when traced
+        return str(jax.make_jaxpr(lambda x: ops.conv2d(x, k, padding=padding, min_channels=min_channels))(x))
+
+    ref = lax.conv_general_dilated(x.reshape(-1, h, w, 6), k, (1, 1), [(padding, padding)] * 2,
+                                   dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    ref = ref.reshape(*lead, *ref.shape[1:])
+    g = rng.randn(*ref.shape).astype(np.float32)
+    ref_dx = jax.vjp(lambda x: lax.conv_general_dilated(x.reshape(-1, h, w, 6), k, (1, 1), [(padding, padding)] * 2,
+                                                        dimension_numbers=("NHWC", "HWIO", "NHWC")).reshape(ref.shape),
+                     x)[1](g)[0]
+    monkeypatch.setenv("JAX_INPAINT_SHIFTED", "1")   # read when traced
+    assert ("conv_general_dilated" not in traced(x)) == (jax.default_backend() == "cpu" and kh * kw > 1)
+    np.testing.assert_allclose(f(x), ref, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(jax.vjp(f, x)[1](g)[0], ref_dx, rtol=1e-5, atol=1e-5)
+    monkeypatch.setenv("JAX_INPAINT_SHIFTED", "0")
+    assert "conv_general_dilated" in traced(x)
+    np.testing.assert_allclose(jax.jit(f)(x), ref, rtol=1e-5, atol=1e-5)
+    big = rng.randn(1, 40, 40, 6).astype(np.float32)  # more than SHIFTED_MAX_PIXELS: the convolution
+    monkeypatch.setenv("JAX_INPAINT_SHIFTED", "1")
+    assert "conv_general_dilated" in traced(big)
+    assert "conv_general_dilated" in traced(x, min_channels=6 * 5 + 1)  # a narrower kernel than asked for
 
 
 def test_demodulation_uses_the_sum_of_squares_over_the_taps():

@@ -454,11 +454,13 @@ DEVICE_MEMORY_FRACTION = 0.85
 CPU_MAX_BATCH = 256
 # ... and fewer for large images: XLA:CPU's convolutions slow down per seed once a batch's feature maps
 # outgrow the caches (a 3x3 convolution over 8 maps of 128x128x128 takes ~1.45x the time per map of one
-# map). paper256 (largest map 256x256x64, 16 MB a seed), per-seed step time against K = 1 over three
-# readings: 0.92-0.97 with 2 seeds in one program, 0.94-1.00 with 4, 0.97-1.15 with 8 (bench/inpaint.py). So without the diversity term
-# (whose seeds must share a program to interact) a CPU batch holds at most this much of the generator's
-# largest feature map: 2 seeds at 256x256, 4 at NVIDIA's 64x64 config, CPU_MAX_BATCH for the demo.
-CPU_BATCH_BYTES = 32 * 2**20
+# map). paper256 (largest map 256x256x64, 16 MB a seed), per-seed step time against K = 1 with all K
+# seeds in one program, two readings on the tuned host allocator (bench/inpaint.py): 0.98-1.00 with 2
+# seeds, 0.94-0.98 with 4, 1.31-1.35 with 8; NVIDIA's 64x64 config (8 MB a seed): 0.91-0.92 with 4 or 8.
+# So without the diversity term (whose seeds must share a program to interact) a CPU batch holds at most
+# this much of the generator's largest feature map: 4 seeds at 256x256, 8 at NVIDIA's 64x64 config,
+# CPU_MAX_BATCH for the demo.
+CPU_BATCH_BYTES = 64 * 2**20
 
 
 def _signature(args) -> tuple:

@@ -58,19 +58,6 @@ class LPIPSConfig:
 # ----------------------------------------------------------------------------------------------
 # Modules.
 
-# On CPU, a 3x3 convolution over a map of at most this many pixels runs as one matrix product of the
-# input's nine shifted copies: XLA:CPU's convolution, and above all its input gradient, is slow on small
-# maps with many channels (VGG's 16x16x512 block at a 256-pixel input: forward + input gradient 26 ms as a
-# convolution, 12 ms as products; larger maps are faster as convolutions). At 32x32 and below, LPIPS at
-# 256x256 computes its gradient ~9 % faster and its forward as fast (bench/RESULTS.md); LPIPS between
-# small images (the demo's 32x32) ~6x faster. JAX_INPAINT_LPIPS_SHIFTED=0 turns it off.
-SHIFTED_MAX_PIXELS = 32 * 32
-
-
-def _shifted_products() -> bool:
-    return jax.default_backend() == "cpu" and os.environ.get("JAX_INPAINT_LPIPS_SHIFTED", "1") != "0"
-
-
 class Conv3x3(nn.Module):
     """A 3x3 convolution with 'same' zero padding; its parameters are nn.Conv's ('kernel' [3,3,I,O], 'bias')."""
     features: int
@@ -80,18 +67,7 @@ class Conv3x3(nn.Module):
         kernel = self.param("kernel", nn.initializers.lecun_normal(), (3, 3, x.shape[-1], self.features))
         bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
         x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias)   # as nn.Conv: bfloat16 images stay legal
-        h, w = x.shape[-3], x.shape[-2]
-        if h * w <= SHIFTED_MAX_PIXELS and _shifted_products():
-            # one product of the nine shifted copies side by side with the kernel as a [9 I, O] matrix (a
-            # reshape, not a copy): nine products of [I, O] kernel slices took ~2x longer on small batches
-            # of small images (LPIPS between 4 images of 32x32, forward + backward: 114 -> 56 ms) and the
-            # same on one 256x256 image.
-            xp = jnp.pad(x, [(0, 0)] * (x.ndim - 3) + [(1, 1), (1, 1), (0, 0)])
-            cols = jnp.concatenate([xp[..., i:i + h, j:j + w, :] for i in range(3) for j in range(3)], axis=-1)
-            y = cols @ kernel.reshape(-1, kernel.shape[-1])
-        else:
-            y = conv2d(x, kernel, padding=1)
-        return y + bias
+        return conv2d(x, kernel, padding=1, min_channels=0) + bias  # on CPU, small maps as shifted products
 
 
 @jax.custom_vjp
@@ -155,10 +131,22 @@ class VGG16(nn.Module):
         return out
 
 
-class NetLinLayer(nn.Module):
+class _ChannelWeights(nn.Module):
+    """nn.Conv(1, (1, 1), use_bias=False)'s parameter ('kernel' [1,1,C,1]) applied as a weighted channel sum:
+    the same value, but its gradient is one elementwise product that fuses with its neighbours, where the
+    1x1 convolution's gradient writes a [N, h, w, C] map by a convolution of a broadcast (the LPIPS step at
+    256x256 ~2 % faster on CPU)."""
+
     @nn.compact
     def __call__(self, x: Array) -> Array:
-        return nn.Conv(1, (1, 1), use_bias=False, name="Conv_0")(x)[..., 0]
+        kernel = self.param("kernel", nn.initializers.lecun_normal(), (1, 1, x.shape[-1], 1))
+        return jnp.sum(x * kernel[0, 0, :, 0].astype(x.dtype), axis=-1)
+
+
+class NetLinLayer(nn.Module):
+    @nn.compact
+    def __call__(self, x: Array) -> Array:  # [..., C] -> [...]
+        return _ChannelWeights(name="Conv_0")(x)
 
 
 def _unit(f: Array, eps: float) -> Array:

@@ -9,6 +9,7 @@ Numerically these follow NVIDIA's stylegan2-ada-pytorch ops (`upfirdn2d`, `bias_
 """
 from __future__ import annotations
 
+import os
 from typing import Sequence
 
 import jax
@@ -104,10 +105,43 @@ def downsample2d(x: Array, f: np.ndarray, down: int = 2) -> Array:
     return upfirdn2d(x, f, down=down, padding=((fw - down + 1) // 2, (fw - down) // 2))
 
 
-def conv2d(x: Array, w: Array, stride: int = 1, padding: int = 0) -> Array:
-    """Cross-correlation (PyTorch's conv2d) of NHWC x with an HWIO kernel."""
-    return lax.conv_general_dilated(x, w.astype(x.dtype), (stride, stride), [(padding, padding)] * 2,
-                                    dimension_numbers=_DN)
+# On CPU, a stride-1 convolution over a map of at most this many pixels runs as one matrix product of the
+# input's shifted copies side by side with the kernel as a [kh kw I, O] matrix (im2col; the reshape is not a
+# copy). XLA:CPU's convolution, and above all its input gradient, is slow on small maps with many
+# channels (16x16x512, forward + input gradient: 26 ms as a convolution, 12 ms as the product), and its
+# input gradient transposes the whole kernel every call (~5 ms for 3x3x512x512) where the product's
+# gradient multiplies by the transposed matrix in place. Larger maps are faster as convolutions.
+# The generator's layers use it only with kernels of at least PRODUCTS_MIN_CHANNELS input x output
+# channels (its 256- and 512-channel layers: the step at 256x256 ~3 % faster); on the demo's small
+# kernels it gained nothing at run time and lengthened compiles (the demo 32 -> 38 s). VGG uses it on every
+# small map (`min_channels=0`: LPIPS between 32x32 images ~6x faster). JAX_INPAINT_SHIFTED=0 turns it off
+# (for A/B measurements).
+SHIFTED_MAX_PIXELS = 32 * 32
+PRODUCTS_MIN_CHANNELS = 256 * 256
+
+
+def shifted_products_here() -> bool:
+    """Whether conv2d uses the shifted products on small maps: on CPU (read at trace time)."""
+    return jax.default_backend() == "cpu" and os.environ.get("JAX_INPAINT_SHIFTED", "1") != "0"
+
+
+def conv2d(x: Array, w: Array, stride: int = 1, padding: int = 0, *,
+           min_channels: int = PRODUCTS_MIN_CHANNELS) -> Array:
+    """Cross-correlation (PyTorch's conv2d) of [..., H, W, I] x with an HWIO kernel. On CPU, small maps
+    with a kernel of at least `min_channels` input x output channels run as shifted products (above)."""
+    w = w.astype(x.dtype)
+    kh, kw, i, o = w.shape
+    h, wd = x.shape[-3], x.shape[-2]
+    if (stride == 1 and kh * kw > 1 and h * wd <= SHIFTED_MAX_PIXELS and i * o >= min_channels
+            and shifted_products_here()):
+        xp = jnp.pad(x, [(0, 0)] * (x.ndim - 3) + [(padding, padding), (padding, padding), (0, 0)])
+        ho, wo = h + 2 * padding - kh + 1, wd + 2 * padding - kw + 1
+        cols = jnp.concatenate([xp[..., i:i + ho, j:j + wo, :] for i in range(kh) for j in range(kw)], axis=-1)
+        return cols @ w.reshape(-1, w.shape[-1])
+    lead = x.shape[:-3]
+    y = lax.conv_general_dilated(x.reshape(-1, *x.shape[-3:]), w, (stride, stride), [(padding, padding)] * 2,
+                                 dimension_numbers=_DN)
+    return y.reshape(*lead, *y.shape[1:])
 
 
 # The transposed convolution runs as phases when its input has at least this many elements (e.g. 32x32x256):
