@@ -10,6 +10,9 @@ MALLOC_MMAP_MAX_=0, MALLOC_TRIM_THRESHOLD_ and MALLOC_ARENA_MAX=1 would at proce
 large blocks, no returning of freed memory, one arena. The cost: the process's resident memory stays
 at its peak instead of shrinking between calls.
 
+Memory kept this way is free for this process but no longer counts as available to the system;
+`held_free_bytes` says how much of it there is, and the search's memory budget adds it back.
+
 The arena option binds only threads that have not allocated yet, so it must run before JAX starts its
 CPU client (the first array or computation); the CLI calls it before any command runs. Elsewhere than
 Linux with glibc it does nothing. JAX_INPAINT_HOST_ALLOCATOR=default turns it off.
@@ -47,3 +50,21 @@ def tune_host_allocator() -> bool:
     ok = [mallopt(_M_MMAP_MAX, 0), mallopt(_M_TRIM_THRESHOLD, 2**31 - 1), mallopt(_M_ARENA_MAX, 1)]
     _applied = all(r == 1 for r in ok)
     return _applied
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                                      "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+
+def held_free_bytes() -> int:
+    """Bytes malloc holds free for reuse (glibc's mallinfo2 `fordblks`) when the allocator is tuned, else 0:
+    resident memory of this process that a new allocation reuses, though the system counts it as used."""
+    if not _applied:
+        return 0
+    try:
+        mallinfo2 = ctypes.CDLL(None).mallinfo2  # glibc >= 2.33
+    except (OSError, AttributeError):
+        return 0
+    mallinfo2.restype = _MallInfo2
+    return int(mallinfo2().fordblks)

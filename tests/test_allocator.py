@@ -50,6 +50,15 @@ def test_freed_memory_is_reused_without_page_faults():
 
 
 @pytest.mark.skipif(not _glibc(), reason="mallopt is glibc's")
+def test_held_free_bytes_counts_what_was_freed():
+    code = PROBE.replace("print(applied,", "from jax_inpaint.allocator import held_free_bytes\n"
+                                           "print(held_free_bytes() >= 64 << 20,")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split()[0] == "True"  # the 64 MB block freed last is held for reuse
+
+
+@pytest.mark.skipif(not _glibc(), reason="mallopt is glibc's")
 def test_default_keeps_glibcs_settings():
     applied, faults = _probe("default")
     assert not applied

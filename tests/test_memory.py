@@ -114,6 +114,20 @@ def test_chunked_pads_the_last_call_and_cuts_it_off():
     assert shapes == [(4,), (4,), (4,)]  # one shape: one compile
 
 
+def test_memory_the_allocator_keeps_counts_as_available(monkeypatch):
+    """With the tuned host allocator, freed memory stays with the process (the system counts it as used):
+    the search's budget adds it back, so a second search in one process sees the same room."""
+    from jax_inpaint import allocator
+
+    monkeypatch.setattr(S, "system_available_memory", lambda: 1000)
+    monkeypatch.setattr(S, "held_free_bytes", lambda: 24)
+    assert S.host_available_memory() == 1024
+    monkeypatch.setattr(S, "system_available_memory", lambda: None)
+    assert S.host_available_memory() is None
+    monkeypatch.setattr(allocator, "_applied", False)
+    assert allocator.held_free_bytes() == 0  # glibc's own settings give freed blocks back: nothing held
+
+
 def test_available_memory_is_read():
     import jax
 

@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jax_inpaint.allocator import held_free_bytes
 from jax_inpaint.errors import InputError
 from jax_inpaint.inversion.objective import Objective, ProgramSpec, normalize_noise
 from jax_inpaint.inversion.config import InpaintConfig
@@ -497,8 +498,16 @@ def _read_int(path: str) -> int | None:
 
 
 def host_available_memory() -> int | None:
-    """Bytes of RAM this process may still take: /proc/meminfo's MemAvailable (else free pages),
-    and no more than the headroom under a cgroup memory limit (containers)."""
+    """Bytes of RAM this process may still take: what the system has available (`system_available_memory`)
+    plus what malloc holds free for this process's reuse (the tuned host allocator keeps freed memory,
+    which the system then counts as used: `allocator.held_free_bytes`)."""
+    avail = system_available_memory()
+    return None if avail is None else avail + held_free_bytes()
+
+
+def system_available_memory() -> int | None:
+    """/proc/meminfo's MemAvailable (else free pages), and no more than the headroom under a cgroup memory
+    limit (containers)."""
     avail = None
     try:
         with open("/proc/meminfo") as f:
