@@ -18,11 +18,7 @@ import statistics
 import sys
 import time
 
-from jax_inpaint.allocator import tune_host_allocator  # noqa: E402
-
-# before JAX starts its CPU client, as the CLI does (JAX_INPAINT_HOST_ALLOCATOR=default: glibc's own settings);
-# torch, timed in the same process, runs on the same allocator
-HOST_ALLOCATOR = "tuned" if tune_host_allocator() else "default"
+from machine import HOST_ALLOCATOR  # before jax: it sets the host allocator
 
 import jax
 import jax.numpy as jnp

@@ -22,11 +22,7 @@ import statistics
 import sys
 import time
 
-from jax_inpaint.allocator import tune_host_allocator  # noqa: E402
-
-# before JAX starts its CPU client, as the CLI does (JAX_INPAINT_HOST_ALLOCATOR=default: glibc's own settings);
-# torch, timed in the same process, runs on the same allocator
-HOST_ALLOCATOR = "tuned" if tune_host_allocator() else "default"
+from machine import HOST_ALLOCATOR, gemm_gflops  # before jax: it sets the host allocator
 
 import jax
 import jax.numpy as jnp
@@ -75,8 +71,6 @@ def main():
     ap.add_argument("--lpips", type=float, default=1.0, help="LPIPS weight (0 = MSE only).")
     args = ap.parse_args()
     lp = load_lpips() if args.lpips > 0 else init_lpips(key=jax.random.key(0))
-    from machine import gemm_gflops
-
     print(f"# GEMM {gemm_gflops():.0f} GFLOP/s; host allocator {HOST_ALLOCATOR}")
     print(f"# {platform.machine()}, {os.cpu_count()} CPUs, jax {jax.__version__} on {jax.devices()[0].device_kind}; "
           f"{args.steps} steps per chunk, median of {args.repeats}; LPIPS weight {args.lpips} "

@@ -1,7 +1,16 @@
-"""The machine's state, printed beside every speed measurement (numpy only: no torch needed)."""
+"""The machine's state, printed beside every speed measurement (numpy only: no torch needed).
+
+Importing it also sets the host allocator as the CLI does (`jax_inpaint.allocator`;
+JAX_INPAINT_HOST_ALLOCATOR=default keeps glibc's settings): a speed script imports it before jax, so that
+JAX's CPU client starts on it, and torch, timed in the same process, runs on the same allocator.
+"""
 from __future__ import annotations
 
 import numpy as np
+
+from jax_inpaint.allocator import tune_host_allocator
+
+HOST_ALLOCATOR = "tuned" if tune_host_allocator() else "default"
 
 
 def gemm_gflops(n: int = 1024, repeats: int = 5) -> float:

@@ -23,11 +23,7 @@ import platform
 import statistics
 import time
 
-from jax_inpaint.allocator import tune_host_allocator  # noqa: E402
-
-# before JAX starts its CPU client, as the CLI does (JAX_INPAINT_HOST_ALLOCATOR=default: glibc's own settings);
-# torch, timed in the same process, runs on the same allocator
-HOST_ALLOCATOR = "tuned" if tune_host_allocator() else "default"
+from machine import HOST_ALLOCATOR, gemm_gflops  # before jax: it sets the host allocator
 
 import jax
 import jax.numpy as jnp
@@ -150,12 +146,6 @@ def main():
 
 def compare_lpips(batches, repeats: int, threads: int) -> None:
     """Ours and PyTorch's LPIPS at 256x256, each call timed in turn (interleaved), medians."""
-    import os
-    import sys
-
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from machine import gemm_gflops
-
     dev = jax.devices()[0]
     print(f"LPIPS VGG16 256x256, target prepared once; jax {jax.__version__} on {dev.platform}, torch on {threads} "
           f"threads; medians of {repeats} interleaved calls; host allocator {HOST_ALLOCATOR}; GEMM {gemm_gflops():.0f} GFLOP/s")

@@ -29,11 +29,7 @@ import statistics
 import sys
 import time
 
-from jax_inpaint.allocator import tune_host_allocator  # noqa: E402
-
-# before JAX starts its CPU client, as the CLI does (JAX_INPAINT_HOST_ALLOCATOR=default: glibc's own settings);
-# torch, timed in the same process, runs on the same allocator
-HOST_ALLOCATOR = "tuned" if tune_host_allocator() else "default"
+from machine import HOST_ALLOCATOR, gemm_gflops  # before jax: it sets the host allocator
 
 import jax
 import jax.numpy as jnp
@@ -126,8 +122,6 @@ def main():
     ap.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads")
     ap.add_argument("--no-structures", action="store_true", help="skip the bare / host / scan rows")
     args = ap.parse_args()
-    from machine import gemm_gflops
-
     networks = None
     if args.reference:  # torch only for NVIDIA's rows
         from torch_reference import NvidiaProjectorStep, import_nvidia

@@ -137,6 +137,11 @@ class FiniteFloat(click.ParamType):
 FINITE = FiniteFloat()
 
 
+# Commands whose runs are mostly compiling keep glibc's settings: the tuned allocator's single arena slows
+# XLA's multi-threaded compiler (the demo's 32x32 models, first run: 37 -> 50 s in one reading).
+COMPILE_BOUND = {"demo"}
+
+
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
 @click.version_option(package_name="jax-inpaint")
 def main():
@@ -161,10 +166,6 @@ def main():
 
         tune_host_allocator()
 
-
-# Commands whose runs are mostly compiling keep glibc's settings: the tuned allocator's single arena slows
-# XLA's multi-threaded compiler (the demo's 32x32 models, first run: 37 -> 50 s in one reading).
-COMPILE_BOUND = {"demo"}
 
 
 def _use_compilation_cache() -> None:

@@ -234,7 +234,7 @@ class InpaintConfig:
     remat: str = "auto"
     """Recompute each synthesis block in the backward pass instead of storing its activations: 'off', 'blocks', or 'auto' (blocks only when the seeds would not fit in memory at once otherwise)."""
     batch: int = untraced(0, "how seeds are grouped; the batch size is a key of its own (search.get_search)")
-    """Seeds optimised at once; 0 = all of them, split into equal batches when the compiled search does not fit in memory (on CPU: at most 256, and without the diversity term at most 32 MB of the generator's largest feature map per batch: 2 seeds at 256x256, where larger batches are slower per seed)."""
+    """Seeds optimised at once; 0 = all of them, split into equal batches when the compiled search does not fit in memory (on CPU: at most 256, and without the diversity term at most 64 MB of the generator's largest feature map per batch: 4 seeds at 256x256, where larger batches are slower per seed)."""
     feather: float = untraced(2.0, "pastes the known pixels back after the search (inpainter.composite)")
     """Width in pixels of the seam where known pixels are blended with the completion."""
 

@@ -147,10 +147,12 @@ class Objective:
     def __init__(self, models: Models, cfg: InpaintConfig, constraints: Constraints = Constraints(),
                  c: Array | None = None):
         self.models, self.cfg, self.constraints = models, cfg, constraints
+        # the diversity term measures with LPIPS (search.diversity_terms), so it needs the model too
+        self.lpips_diversity = cfg.diversity > 0 and cfg.diversity_space == "lpips"
         m = models
         if cfg.lpips > 0 and m.lpips is None:
             raise InputError("the LPIPS term needs the LPIPS model")
-        if cfg.diversity > 0 and cfg.diversity_space == "lpips" and m.lpips is None:
+        if self.lpips_diversity and m.lpips is None:
             raise InputError("--diversity-space lpips needs the LPIPS model")
         if constraints.attributes and m.classifier is None:
             raise InputError("attribute targets need an attribute classifier (--classifier)")
@@ -171,8 +173,7 @@ class Objective:
     def uses(self) -> dict[str, bool]:
         """Each field of Models -> whether this objective uses that network."""
         cfg = self.cfg
-        lpips_diversity = cfg.diversity > 0 and cfg.diversity_space == "lpips"
-        return {"G": True, "lpips": cfg.lpips > 0 or lpips_diversity, "clip": bool(self.constraints.prompts),
+        return {"G": True, "lpips": cfg.lpips > 0 or self.lpips_diversity, "clip": bool(self.constraints.prompts),
                 "classifier": bool(self.constraints.attributes), "D": cfg.realism > 0}
 
     @property

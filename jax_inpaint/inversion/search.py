@@ -216,7 +216,7 @@ class Search:
 
     def _lpips_distances(self, frozen) -> Callable[[Array], Array] | None:
         """The diversity term's distance between hole contents when it is LPIPS (`diversity_space`)."""
-        if self.cfg.diversity_space != "lpips":
+        if not self.objective.lpips_diversity:
             return None
         lp = self.objective.models.lpips
         return functools.partial(lp.pairwise_distances, frozen["lpips"], resize_to=self.cfg.lpips_resize or None)
