@@ -390,6 +390,17 @@ def resolve_loop(loop: str, platform: str | None = None) -> str:
     return "host" if (platform or jax.default_backend()) == "cpu" else "scan"
 
 
+# The LPIPS diversity term pushes the seeds apart by minus the mean of LPIPS^p. The LPIPS of two hole
+# contents (the known pixels zeroed) is a mean over the whole image, so it grows with the hole's area: with
+# p = 1 every hole pixel is pushed alike and large holes get the most diversity for a weight; with p = 0.5
+# (a distance) the push grows as a pair comes closer, ~1/sqrt(LPIPS), which favours small holes. On the
+# demo model (bench/diversity.py, 10 faces, K = 4, diversity / weight 0 for the centre / mouth hole):
+# p = 0.5 at 0.0007: 1.92x / 2.44x; p = 1 at 0.003: 3.00x / 2.59x, but one centre completion implausible;
+# p = 0.75 at 0.0013: 2.22x / 2.34x with nothing lost: the two hole sizes most evenly (on faces 20-39,
+# which no choice was made on: 2.74x / 2.55x). The `demo-diverse` preset; table in bench/RESULTS.md.
+LPIPS_DIVERSITY_POWER = 0.75
+
+
 def diversity_terms(imgs: Array, knowns: Array, groups: Array, alive: Array,
                     lpips_distances: Callable[[Array], Array] | None = None) -> Array:
     """Each item's share of the joint diversity term: minus the mean distance of its hole content to that
@@ -397,8 +408,8 @@ def diversity_terms(imgs: Array, knowns: Array, groups: Array, alive: Array,
     padding, no partner), alive [B]; the hole is each item's own, so items of one image compare the same
     pixels. Distance: by default the RMS difference of the hole pixels, each image box-filtered to at most
     32x32 first (the structure of the completion, not its pixel noise); with `lpips_distances` (hole
-    contents [B,H,W,3], the known pixels zeroed -> [B, B] LPIPS) the square root of their LPIPS, the
-    measure the reported diversity uses."""
+    contents [B,H,W,3], the known pixels zeroed -> [B, B] LPIPS) their LPIPS, the measure the reported
+    diversity uses, to the power LPIPS_DIVERSITY_POWER."""
     b, h, w, c = imgs.shape
     hole = 1.0 - knowns
     x = imgs * hole[..., None]
@@ -414,7 +425,8 @@ def diversity_terms(imgs: Array, knowns: Array, groups: Array, alive: Array,
         d2 = jnp.sum(jnp.square(x[:, None] - x[None]), axis=-1) / jnp.maximum(
             c * jnp.sum(area, axis=-1)[:, None], 1e-6)
     pair = (groups[:, None] == groups[None]) & live[:, None] & live[None] & ~jnp.eye(b, dtype=bool)
-    dist = jnp.sqrt(jnp.where(pair, d2, 1.0) + 1e-8)  # where before sqrt: no infinite gradient at 0
+    power = 0.5 if lpips_distances is None else LPIPS_DIVERSITY_POWER
+    dist = jnp.power(jnp.where(pair, d2, 1.0) + 1e-8, power)  # where before the power: no infinite gradient at 0
     n = jnp.sum(pair, axis=1)
     return -jnp.sum(jnp.where(pair, dist, 0.0), axis=1) / jnp.maximum(n, 1)
 
