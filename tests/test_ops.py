@@ -99,3 +99,40 @@ def test_transposed_convolution_picks_phases_by_size():
     assert "lhs_dilation=(2, 2)" in str(jax.make_jaxpr(f)(small))
     assert "lhs_dilation=(2, 2)" not in str(jax.make_jaxpr(f)(large))
     np.testing.assert_allclose(f(small), dilated_transpose(small, k, 2, 0), rtol=1e-5)
+
+
+@pytest.mark.parametrize("form, up, x_shape, w_shape, padding", [
+    ("conv", 1, (2, 40, 36, 6), (3, 3, 6, 5), 1), ("conv", 1, (1, 34, 34, 4), (3, 3, 4, 4), 0),
+    ("dilated", 2, (2, 5, 6, 6), (3, 3, 6, 5), 1), ("dilated", 2, (1, 4, 4, 3), (3, 3, 3, 2), 1)])
+def test_prepared_kernels_give_the_same_values_and_gradients(form, up, x_shape, w_shape, padding):
+    """A kernel prepared once (flipped, and with I and O swapped for the input gradient) gives exactly the
+    convolution's values and gradients (flips and transposes are exact; w's gradient too, for a caller that
+    trains through it), and the compiled gradient then rearranges no kernel."""
+    rng = np.random.RandomState(sum(x_shape))
+    x = rng.randn(*x_shape).astype(np.float32)
+    w = rng.randn(*w_shape).astype(np.float32)
+    f = ops.fir_taps((1.0, 3.0, 3.0, 1.0))
+    form_here = ops.prepared_form(w.shape, x.shape[1:], up)
+    assert form_here == (form if jax.default_backend() == "cpu" else None)
+    kernels = ops.prepare_kernels(w, form)
+
+    def loss(x, w, kernels):
+        return jax.numpy.sum(jax.numpy.sin(ops.conv2d_resample(x, w, f=f, up=up, padding=padding, kernels=kernels)))
+
+    grad = jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))
+    (v0, (dx0, dw0)), (v1, (dx1, dw1)) = grad(x, w, None), grad(x, w, kernels)
+    np.testing.assert_allclose(v1, v0, rtol=1e-6)
+    np.testing.assert_allclose(dx1, dx0, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(dw1, dw0, rtol=1e-5, atol=1e-5)
+    if form_here is not None:
+        dx_only = jax.jit(jax.grad(loss)).lower(x, w, kernels).as_text()
+        assert "stablehlo.reverse" not in dx_only and "stablehlo.transpose" not in dx_only
+        assert "stablehlo.reverse" in jax.jit(jax.grad(loss)).lower(x, w, None).as_text()
+    if form == "dilated":  # the transposed convolution itself, at other paddings and strides
+        for stride, pad in ((2, 0), (2, 2), (3, 1)):
+            def t(x, kernels):
+                return jax.numpy.sum(jax.numpy.cos(ops.conv_transpose2d(x, w, stride=stride, padding=pad,
+                                                                        phases=False, kernels=kernels)))
+            np.testing.assert_allclose(jax.grad(t)(x, kernels), jax.grad(t)(x, None), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="no prepared kernels"):
+        ops.prepare_kernels(w, "phases")

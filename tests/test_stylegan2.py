@@ -66,9 +66,9 @@ def test_end_to_end_from_z(nvidia, cfg):
     assert np.abs(nchw(img) - v["img_psi0.7"]).max() <= IMG_TOL
 
 
-def _grad_check(G, ws, noise, R, ref_loss, ref_gws, ref_gnoise):
+def _grad_check(G, ws, noise, R, ref_loss, ref_gws, ref_gnoise, variables=None):
     def loss(ws, noise):
-        return jnp.sum(G.synthesize(G.variables, ws, noise) * R)
+        return jnp.sum(G.synthesize(G.variables if variables is None else variables, ws, noise) * R)
 
     value, (g_ws, g_noise) = jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))(ws, noise)
     assert abs(float(value) - float(ref_loss)) <= GRAD_RTOL * abs(float(ref_loss))
@@ -84,6 +84,19 @@ def test_gradients_match_nvidia(nvidia, cfg):
     assert set(ref_noise) == set(G.config.noise_shapes)
     _grad_check(G, jnp.asarray(v["ws_plus"]), G.noise_const, jnp.asarray(v["grad_R"].transpose(0, 2, 3, 1)),
                 v["grad_loss"], v["grad_ws_plus"], ref_noise)
+
+
+@pytest.mark.parametrize("cfg", ["tiny", "resnet"])
+def test_gradients_with_prepared_kernels_match_nvidia(nvidia, cfg):
+    """The search's variables (on CPU: the kernels its gradient needs, flipped / transposed once,
+    `Generator.prepared_variables`) give NVIDIA's gradients too."""
+    G, v = nvidia[cfg]
+    prepared = G.prepared_variables()
+    assert ("prepared" in prepared) == (jax.default_backend() == "cpu")
+    assert G.prepared_variables() is prepared  # made once
+    ref_noise = {k[len("grad.synthesis."):-len(".noise_const")]: v[k] for k in v.files if k.startswith("grad.")}
+    _grad_check(G, jnp.asarray(v["ws_plus"]), G.noise_const, jnp.asarray(v["grad_R"].transpose(0, 2, 3, 1)),
+                v["grad_loss"], v["grad_ws_plus"], ref_noise, variables=prepared)
 
 
 def test_gradient_agrees_with_finite_differences(nvidia):

@@ -188,7 +188,7 @@ class Objective:
     def frozen(self) -> dict:
         """Weights and constants, as a pytree of arrays."""
         m = self.models
-        out = {"G": m.G.variables}
+        out = {"G": m.G.prepared_variables()}  # + the kernels the synthesis's gradient needs, made once
         if self.uses["lpips"]:
             out["lpips"] = m.lpips.params
         if self.constraints.attributes:

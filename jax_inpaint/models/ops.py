@@ -9,6 +9,7 @@ Numerically these follow NVIDIA's stylegan2-ada-pytorch ops (`upfirdn2d`, `bias_
 """
 from __future__ import annotations
 
+import functools
 import os
 from typing import Sequence
 
@@ -150,7 +151,8 @@ def conv2d(x: Array, w: Array, stride: int = 1, padding: int = 0, *,
 PHASES_MIN_ELEMENTS = 32 * 32 * 256
 
 
-def conv_transpose2d(x: Array, w: Array, stride: int = 2, padding: int = 0, phases: bool | None = None) -> Array:
+def conv_transpose2d(x: Array, w: Array, stride: int = 2, padding: int = 0, phases: bool | None = None,
+                     kernels: dict | None = None) -> Array:
     """PyTorch's conv_transpose2d(x, W', stride, padding) where W' = w seen as [in, out, kh, kw].
 
     `w` is HWIO with I = channels of x: y[s*i + k - padding] += x[i] @ w[k] on each axis. Computed by
@@ -158,15 +160,15 @@ def conv_transpose2d(x: Array, w: Array, stride: int = 2, padding: int = 0, phas
     phases is an ordinary convolution of x with its own slice of the kernel, and the phases are
     interleaved. That multiplies no inserted zeros (a convolution of the zero-dilated input does,
     and XLA:CPU computes its gradient up to 2-3x slower than the phases'). `phases`: None = by size
-    (PHASES_MIN_ELEMENTS); False = the zero-dilated form.
+    (PHASES_MIN_ELEMENTS); False = the zero-dilated form. `kernels`: `prepare_kernels(w, "dilated")`, the
+    zero-dilated form's kernels made once (its forward and input gradient then rearrange no kernel).
     """
     if phases is None:
         phases = x.shape[1] * x.shape[2] * x.shape[3] >= PHASES_MIN_ELEMENTS
     if stride == 1 or not phases:
-        kh, kw = w.shape[:2]
-        return lax.conv_general_dilated(x, w[::-1, ::-1].astype(x.dtype), (1, 1),
-                                        [(kh - 1 - padding,) * 2, (kw - 1 - padding,) * 2],
-                                        lhs_dilation=(stride, stride), dimension_numbers=_DN)
+        if kernels is not None and stride > 1:
+            return _dilated_prepared(x, w, kernels, stride, padding)
+        return _dilated(x, w[::-1, ::-1], stride, padding)
     n, h, wd, _ = x.shape
     kh, kw = w.shape[:2]
     s = stride
@@ -188,14 +190,19 @@ def conv_transpose2d(x: Array, w: Array, stride: int = 2, padding: int = 0, phas
 
 
 def conv2d_resample(x: Array, w: Array, f: np.ndarray | None = None, up: int = 1, down: int = 1,
-                    padding: int = 0) -> Array:
+                    padding: int = 0, kernels: dict | None = None) -> Array:
     """Convolution with optional FIR up- or down-sampling by 2, as NVIDIA's `conv2d_resample`.
 
     x: [N,H,W,I], w: [k,k,I,O] (a correlation kernel, NVIDIA's `flip_weight=True` convention for
-    up == 1 and the stored, unflipped weight of `flip_weight=False` layers for up > 1).
+    up == 1 and the stored, unflipped weight of `flip_weight=False` layers for up > 1). `kernels`: w
+    prepared by `prepare_kernels` for the form `prepared_form` names (ignored by any other form).
     """
     k = w.shape[0]
+    if kernels is not None and prepared_form(w.shape, x.shape[-3:], up, down) is None:
+        kernels = None
     if up == 1 and down == 1:
+        if kernels is not None:
+            return _conv_prepared(x, w, kernels, padding)
         return conv2d(x, w, padding=padding)
     fw = len(f)
     if up > 1 and down > 1:
@@ -213,8 +220,94 @@ def conv2d_resample(x: Array, w: Array, f: np.ndarray | None = None, up: int = 1
     p0 -= k - 1
     p1 -= k - up
     pt = max(min(-p0, -p1), 0)
-    x = conv_transpose2d(x, w, stride=up, padding=pt)
+    x = conv_transpose2d(x, w, stride=up, padding=pt, kernels=kernels)
     return upfirdn2d(x, f, padding=(p0 + pt, p1 + pt), gain=up * up)
+
+
+# Kernels prepared once. The input gradient of a convolution correlates with its kernel flipped and its
+# input and output channels swapped, and the zero-dilated transposed convolution flips its kernel in the
+# forward pass too; XLA:CPU makes these kernels anew on every call, from weights that do not change between
+# the calls of a search (3x3x512x512: 2.5-4 ms a copy, single-threaded; ~25 ms of a paper256 step). A
+# generator's `prepared_variables` makes them once per run (on CPU, for the layers whose form needs them:
+# `prepared_form`), and these convolutions use them through their own gradient (same values: flips and
+# transposes are exact).
+
+def prepared_form(w_shape: Sequence[int], x_hwc: Sequence[int], up: int = 1, down: int = 1) -> str | None:
+    """The form conv2d_resample runs a kernel of shape w_shape on inputs [..., *x_hwc] in, when that form
+    rearranges the kernel on every call on CPU: 'conv' (a stride-1 convolution, not shifted products) or
+    'dilated' (the zero-dilated transposed convolution); None for every other form (1x1, shifted products,
+    phases, down-sampling) and off CPU."""
+    kh, kw, i, o = w_shape
+    h, wd, c = x_hwc
+    if kh * kw == 1 or down != 1 or jax.default_backend() != "cpu":
+        return None
+    if up == 1:
+        products = h * wd <= SHIFTED_MAX_PIXELS and i * o >= PRODUCTS_MIN_CHANNELS and shifted_products_here()
+        return None if products else "conv"
+    return "dilated" if h * wd * c < PHASES_MIN_ELEMENTS else None
+
+
+def prepare_kernels(w: Array, form: str) -> dict:
+    """The kernels `form` ('conv' or 'dilated') needs besides w itself, made from w once."""
+    swapped = jnp.swapaxes(w, 2, 3)  # HWIO -> HWOI: the input gradient's kernel maps O channels to I
+    if form == "conv":
+        return {"grad": swapped[::-1, ::-1]}
+    if form == "dilated":
+        return {"flipped": w[::-1, ::-1], "grad": swapped}
+    raise ValueError(f"no prepared kernels for the form {form!r}")
+
+
+def _plain_conv(x: Array, w: Array, padding: int) -> Array:
+    return lax.conv_general_dilated(x, w.astype(x.dtype), (1, 1), [(padding, padding)] * 2, dimension_numbers=_DN)
+
+
+def _dilated(x: Array, flipped: Array, stride: int, padding: int) -> Array:
+    kh, kw = flipped.shape[:2]
+    return lax.conv_general_dilated(x, flipped.astype(x.dtype), (1, 1), [(kh - 1 - padding,) * 2, (kw - 1 - padding,) * 2],
+                                    lhs_dilation=(stride, stride), dimension_numbers=_DN)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def _conv_prepared(x: Array, w: Array, kernels: dict, padding: int) -> Array:
+    return _plain_conv(x, w, padding)
+
+
+def _conv_prepared_fwd(x, w, kernels, padding):
+    return _plain_conv(x, w, padding), (x, w, kernels)
+
+
+def _conv_prepared_bwd(padding, res, g):
+    x, w, kernels = res
+    kh, kw = w.shape[:2]
+    dx = lax.conv_general_dilated(g, kernels["grad"].astype(g.dtype), (1, 1),
+                                  [(kh - 1 - padding,) * 2, (kw - 1 - padding,) * 2], dimension_numbers=_DN)
+    dw = jax.vjp(lambda w_: _plain_conv(x, w_, padding), w)[1](g)[0]  # dead code unless w is differentiated
+    return dx, dw, jax.tree.map(jnp.zeros_like, kernels)
+
+
+_conv_prepared.defvjp(_conv_prepared_fwd, _conv_prepared_bwd)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
+def _dilated_prepared(x: Array, w: Array, kernels: dict, stride: int, padding: int) -> Array:
+    return _dilated(x, kernels["flipped"], stride, padding)
+
+
+def _dilated_prepared_fwd(x, w, kernels, stride, padding):
+    return _dilated(x, kernels["flipped"], stride, padding), (x, w, kernels)
+
+
+def _dilated_prepared_bwd(stride, padding, res, g):
+    # y[i] = sum_t x[(i + t - P) / s] w[k-1-t] over the taps where that index is whole (P = k-1-padding), so
+    # dx[j] = sum_u g[s j - padding + u] w[u]^T: a stride-s correlation of g with w, I and O swapped.
+    x, w, kernels = res
+    dx = lax.conv_general_dilated(g, kernels["grad"].astype(g.dtype), (stride, stride), [(padding, padding)] * 2,
+                                  dimension_numbers=_DN)
+    dw = jax.vjp(lambda w_: _dilated(x, w_[::-1, ::-1], stride, padding), w)[1](g)[0]  # dead unless w is differentiated
+    return dx, dw, jax.tree.map(jnp.zeros_like, kernels)
+
+
+_dilated_prepared.defvjp(_dilated_prepared_fwd, _dilated_prepared_bwd)
 
 
 def _tap_sum_of_squares(w: Array) -> Array:
@@ -225,16 +318,18 @@ def _tap_sum_of_squares(w: Array) -> Array:
 
 
 def modulated_conv2d(x: Array, weight: Array, styles: Array, noise: Array | None = None, up: int = 1,
-                     padding: int = 0, f: np.ndarray | None = None, demodulate: bool = True) -> Array:
+                     padding: int = 0, f: np.ndarray | None = None, demodulate: bool = True,
+                     kernels: dict | None = None) -> Array:
     """StyleGAN2's modulated (and demodulated) convolution.
 
     x: [N,H,W,I]; weight: [k,k,I,O]; styles: [N,I]; noise: broadcastable to the output [N,H',W',O].
     Equivalent to scaling the weight per sample by `styles`, normalising each output filter to unit
     norm (demodulation), and convolving; computed as scale-activations / convolve / scale-outputs.
+    `kernels`: the weight's prepared kernels (`prepare_kernels`), or None.
     """
     dtype = x.dtype
     x = x * styles.astype(dtype)[:, None, None, :]
-    x = conv2d_resample(x, weight.astype(dtype), f=f, up=up, padding=padding)
+    x = conv2d_resample(x, weight.astype(dtype), f=f, up=up, padding=padding, kernels=kernels)
     if demodulate:
         w32 = weight.astype(jnp.float32)
         s32 = styles.astype(jnp.float32)

@@ -406,8 +406,9 @@ class SynthesisLayer(nn.Module):
                           lambda: jax.random.normal(self.make_rng("params"), (self.resolution, self.resolution)))
             if noise is not None:
                 noise_term = (noise * strength)[..., None]
+        kernels = self.get_variable("prepared", "weight")  # Generator.prepared_variables (or None)
         x = ops.modulated_conv2d(x, weight, styles, noise=noise_term, up=self.up, padding=k // 2,
-                                 f=ops.fir_taps(self.resample_filter))
+                                 f=ops.fir_taps(self.resample_filter), kernels=kernels)
         bias = self.param("bias", nn.initializers.zeros, (self.out_channels,))
         clamp = None if self.conv_clamp is None else self.conv_clamp * gain
         return ops.bias_act(x, bias, act=self.activation, gain=ops.act_gain(self.activation) * gain, clamp=clamp)
@@ -624,6 +625,7 @@ class Generator:
         self.module = GeneratorModule(config, dtype)
         self.params = jax.tree.map(jnp.asarray, params)
         self.buffers = jax.tree.map(jnp.asarray, buffers)
+        self._prepared: dict | None = None
         self._map = jax.jit(self._map_impl, static_argnames=("truncation_cutoff",))
         self._synth = jax.jit(self._synth_impl)
 
@@ -649,6 +651,26 @@ class Generator:
     @property
     def variables(self) -> dict:
         return {"params": self.params, "buffers": self.buffers}
+
+    def prepared_variables(self) -> dict:
+        """`variables` plus, on CPU, the synthesis kernels that its gradient would otherwise rearrange on
+        every call, made once and kept (collection 'prepared': `ops.prepared_form`, `ops.prepare_kernels`).
+        For programs that run the synthesis's gradient many times with the same weights (the search)."""
+        if self._prepared is None:
+            prepared: dict = {}
+            cfg = self.config
+            with jax.ensure_compile_time_eval():  # concrete arrays, even when first asked for inside a trace
+                for res in cfg.block_resolutions:
+                    cin, cout = cfg.block_channels(res)
+                    layers = [("conv1", (res, res, cout), 1)] + ([("conv0", (res // 2, res // 2, cin), 2)] if cin else [])
+                    for name, x_hwc, up in layers:
+                        w = self.params["synthesis"][f"b{res}"][name]["weight"]
+                        form = ops.prepared_form(w.shape, x_hwc, up)
+                        if form is not None:
+                            prepared.setdefault("synthesis", {}).setdefault(f"b{res}", {})[name] = {
+                                "weight": ops.prepare_kernels(w, form)}
+            self._prepared = {**self.variables, "prepared": prepared} if prepared else self.variables
+        return self._prepared
 
     def random_noise(self, key: Array, batch: int) -> dict[str, Array]:
         """Fresh N(0, 1) noise [batch, H, W] for every noise input, one key per layer."""
