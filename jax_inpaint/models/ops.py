@@ -227,8 +227,8 @@ def conv2d_resample(x: Array, w: Array, f: np.ndarray | None = None, up: int = 1
 # Kernels prepared once. The input gradient of a convolution correlates with its kernel flipped and its
 # input and output channels swapped, and the zero-dilated transposed convolution flips its kernel in the
 # forward pass too; XLA:CPU makes these kernels anew on every call, from weights that do not change between
-# the calls of a search (3x3x512x512: 2.5-4 ms a copy, single-threaded; ~25 ms of a paper256 step). A
-# generator's `prepared_variables` makes them once per run (on CPU, for the layers whose form needs them:
+# the calls of a search (3x3x512x512: 2.5-4 ms a copy, single-threaded; ~20 ms of kernel time in a paper256
+# step). A generator's `prepared_variables` makes them once per run (on CPU, for the layers whose form needs them:
 # `prepared_form`), and these convolutions use them through their own gradient (same values: flips and
 # transposes are exact).
 
