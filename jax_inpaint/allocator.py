@@ -20,6 +20,7 @@ Linux with glibc it does nothing. JAX_INPAINT_HOST_ALLOCATOR=default turns it of
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import sys
 
@@ -41,15 +42,23 @@ def tune_host_allocator() -> bool:
     _applied = False
     if os.environ.get(ENV, "").strip().lower() == "default" or not sys.platform.startswith("linux"):
         return False
-    try:
-        mallopt = ctypes.CDLL(None).mallopt  # the C library the interpreter runs on
-    except (OSError, AttributeError):  # no mallopt in this C library
+    mallopt = _libc_function("mallopt")
+    if mallopt is None:
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int
     ok = [mallopt(_M_MMAP_MAX, 0), mallopt(_M_TRIM_THRESHOLD, 2**31 - 1), mallopt(_M_ARENA_MAX, 1)]
     _applied = all(r == 1 for r in ok)
     return _applied
+
+
+@functools.lru_cache(maxsize=None)
+def _libc_function(name: str):
+    """A function of the C library the interpreter runs on, or None where it has none of that name."""
+    try:
+        return getattr(ctypes.CDLL(None), name)
+    except (OSError, AttributeError):
+        return None
 
 
 class _MallInfo2(ctypes.Structure):
@@ -60,11 +69,8 @@ class _MallInfo2(ctypes.Structure):
 def held_free_bytes() -> int:
     """Bytes malloc holds free for reuse (glibc's mallinfo2 `fordblks`) when the allocator is tuned, else 0:
     resident memory of this process that a new allocation reuses, though the system counts it as used."""
-    if not _applied:
-        return 0
-    try:
-        mallinfo2 = ctypes.CDLL(None).mallinfo2  # glibc >= 2.33
-    except (OSError, AttributeError):
+    mallinfo2 = _libc_function("mallinfo2") if _applied else None  # glibc >= 2.33
+    if mallinfo2 is None:
         return 0
     mallinfo2.restype = _MallInfo2
     return int(mallinfo2().fordblks)

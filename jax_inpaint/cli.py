@@ -167,7 +167,6 @@ def main():
         tune_host_allocator()
 
 
-
 def _use_compilation_cache() -> None:
     """JAX's persistent compilation cache, unless the user configured their own or turned it off.
 

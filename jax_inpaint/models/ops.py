@@ -131,17 +131,27 @@ def conv2d(x: Array, w: Array, stride: int = 1, padding: int = 0, *,
     """Cross-correlation (PyTorch's conv2d) of [..., H, W, I] x with an HWIO kernel. On CPU, small maps
     with a kernel of at least `min_channels` input x output channels run as shifted products (above)."""
     w = w.astype(x.dtype)
-    kh, kw, i, o = w.shape
+    kh, kw = w.shape[:2]
     h, wd = x.shape[-3], x.shape[-2]
-    if (stride == 1 and kh * kw > 1 and h * wd <= SHIFTED_MAX_PIXELS and i * o >= min_channels
-            and shifted_products_here()):
+    if stride == 1 and _as_products(w.shape, h, wd, min_channels):
         xp = jnp.pad(x, [(0, 0)] * (x.ndim - 3) + [(padding, padding), (padding, padding), (0, 0)])
         ho, wo = h + 2 * padding - kh + 1, wd + 2 * padding - kw + 1
         cols = jnp.concatenate([xp[..., i:i + ho, j:j + wo, :] for i in range(kh) for j in range(kw)], axis=-1)
         return cols @ w.reshape(-1, w.shape[-1])
+    return _convolution(x, w, stride, padding)
+
+
+def _as_products(w_shape: Sequence[int], h: int, wd: int, min_channels: int) -> bool:
+    """Whether conv2d runs a stride-1 kernel of w_shape over an h x wd map as shifted products."""
+    kh, kw, i, o = w_shape
+    return kh * kw > 1 and h * wd <= SHIFTED_MAX_PIXELS and i * o >= min_channels and shifted_products_here()
+
+
+def _convolution(x: Array, w: Array, stride: int, padding: int) -> Array:
+    """XLA's convolution of [..., H, W, I] x (any leading axes) with an HWIO kernel."""
     lead = x.shape[:-3]
-    y = lax.conv_general_dilated(x.reshape(-1, *x.shape[-3:]), w, (stride, stride), [(padding, padding)] * 2,
-                                 dimension_numbers=_DN)
+    y = lax.conv_general_dilated(x.reshape(-1, *x.shape[-3:]), w.astype(x.dtype), (stride, stride),
+                                 [(padding, padding)] * 2, dimension_numbers=_DN)
     return y.reshape(*lead, *y.shape[1:])
 
 
@@ -149,6 +159,12 @@ def conv2d(x: Array, w: Array, stride: int = 1, padding: int = 0, *,
 # there the phases' gradient is ~2x faster on CPU; on smaller maps the two cost the same, and the phases'
 # four convolutions would only lengthen compiles (~1.5x for a small generator: the test suite's models).
 PHASES_MIN_ELEMENTS = 32 * 32 * 256
+
+
+def _as_phases(x_hwc: Sequence[int]) -> bool:
+    """Whether conv_transpose2d (phases=None) runs an input of [..., *x_hwc] as phases."""
+    h, wd, c = x_hwc
+    return h * wd * c >= PHASES_MIN_ELEMENTS
 
 
 def conv_transpose2d(x: Array, w: Array, stride: int = 2, padding: int = 0, phases: bool | None = None,
@@ -164,7 +180,7 @@ def conv_transpose2d(x: Array, w: Array, stride: int = 2, padding: int = 0, phas
     zero-dilated form's kernels made once (its forward and input gradient then rearrange no kernel).
     """
     if phases is None:
-        phases = x.shape[1] * x.shape[2] * x.shape[3] >= PHASES_MIN_ELEMENTS
+        phases = _as_phases(x.shape[1:])
     if stride == 1 or not phases:
         if kernels is not None and stride > 1:
             return _dilated_prepared(x, w, kernels, stride, padding)
@@ -237,14 +253,11 @@ def prepared_form(w_shape: Sequence[int], x_hwc: Sequence[int], up: int = 1, dow
     rearranges the kernel on every call on CPU: 'conv' (a stride-1 convolution, not shifted products) or
     'dilated' (the zero-dilated transposed convolution); None for every other form (1x1, shifted products,
     phases, down-sampling) and off CPU."""
-    kh, kw, i, o = w_shape
-    h, wd, c = x_hwc
-    if kh * kw == 1 or down != 1 or jax.default_backend() != "cpu":
+    if w_shape[0] * w_shape[1] == 1 or down != 1 or jax.default_backend() != "cpu":
         return None
-    if up == 1:
-        products = h * wd <= SHIFTED_MAX_PIXELS and i * o >= PRODUCTS_MIN_CHANNELS and shifted_products_here()
-        return None if products else "conv"
-    return "dilated" if h * wd * c < PHASES_MIN_ELEMENTS else None
+    if up == 1:  # conv2d's choice, with conv2d_resample's channel limit
+        return None if _as_products(w_shape, x_hwc[0], x_hwc[1], PRODUCTS_MIN_CHANNELS) else "conv"
+    return None if _as_phases(x_hwc) else "dilated"
 
 
 def prepare_kernels(w: Array, form: str) -> dict:
@@ -257,10 +270,6 @@ def prepare_kernels(w: Array, form: str) -> dict:
     raise ValueError(f"no prepared kernels for the form {form!r}")
 
 
-def _plain_conv(x: Array, w: Array, padding: int) -> Array:
-    return lax.conv_general_dilated(x, w.astype(x.dtype), (1, 1), [(padding, padding)] * 2, dimension_numbers=_DN)
-
-
 def _dilated(x: Array, flipped: Array, stride: int, padding: int) -> Array:
     kh, kw = flipped.shape[:2]
     return lax.conv_general_dilated(x, flipped.astype(x.dtype), (1, 1), [(kh - 1 - padding,) * 2, (kw - 1 - padding,) * 2],
@@ -269,11 +278,11 @@ def _dilated(x: Array, flipped: Array, stride: int, padding: int) -> Array:
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
 def _conv_prepared(x: Array, w: Array, kernels: dict, padding: int) -> Array:
-    return _plain_conv(x, w, padding)
+    return _convolution(x, w, 1, padding)
 
 
 def _conv_prepared_fwd(x, w, kernels, padding):
-    return _plain_conv(x, w, padding), (x, w, kernels)
+    return _convolution(x, w, 1, padding), (x, w, kernels)
 
 
 def _conv_prepared_bwd(padding, res, g):
@@ -281,7 +290,7 @@ def _conv_prepared_bwd(padding, res, g):
     kh, kw = w.shape[:2]
     dx = lax.conv_general_dilated(g, kernels["grad"].astype(g.dtype), (1, 1),
                                   [(kh - 1 - padding,) * 2, (kw - 1 - padding,) * 2], dimension_numbers=_DN)
-    dw = jax.vjp(lambda w_: _plain_conv(x, w_, padding), w)[1](g)[0]  # dead code unless w is differentiated
+    dw = jax.vjp(lambda w_: _convolution(x, w_, 1, padding), w)[1](g)[0]  # dead code unless w is differentiated
     return dx, dw, jax.tree.map(jnp.zeros_like, kernels)
 
 
