@@ -282,3 +282,61 @@ def test_max_pool2_and_its_gradient_equal_nn_max_pool(shape):
     np.testing.assert_array_equal(y, y_ref)
     g = rng.randn(*y.shape).astype(np.float32)
     np.testing.assert_array_equal(jax.vjp(max_pool2, x)[1](g)[0], jax.vjp(ref, x)[1](g)[0])
+
+
+def test_unit_distance_gradient_equals_autodiff_of_the_composition():
+    """A layer's distance sum_c lin_c (f_c / (|f| + eps) - uy_c)^2 with its gradient written out (one
+    elementwise pass): the value and the gradients with respect to f, uy and lin equal autodiff of the
+    plain composition to float32 rounding (rtol 1e-5), including a pixel whose features are all zero
+    (a ReLU output; there autodiff of the norm is 0 * inf, the written-out gradient r * g_u, its limit)."""
+    from jax_inpaint.models.lpips import _unit, _unit_distance
+
+    eps = 1e-10
+    rng = np.random.RandomState(0)
+    f = np.maximum(rng.randn(2, 5, 6, 16), 0).astype(np.float32)
+    f[0, 0, 0] = 0.0
+    uy = np.asarray(_unit(jnp.asarray(np.maximum(rng.randn(2, 5, 6, 16), 0), jnp.float32), eps))
+    lin = rng.rand(16).astype(np.float32)
+    g = rng.randn(2, 5, 6).astype(np.float32)
+
+    def plain(f, uy, lin):
+        return jnp.sum(jnp.square(_unit(f, eps) - uy) * lin, axis=-1)
+
+    out, vjp = jax.vjp(lambda *a: _unit_distance(*a, eps), f, uy, lin)
+    ref, ref_vjp = jax.vjp(plain, f, uy, lin)
+    np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-7)
+    grads, ref_grads = vjp(g), ref_vjp(g)
+    assert np.isnan(np.asarray(ref_grads[0][0, 0, 0])).all()  # the composition's 0 * inf
+    assert np.isfinite(np.asarray(grads[0])).all()
+    np.testing.assert_allclose(grads[0][0, 0, 0], 2 * lin * (0 - uy[0, 0, 0]) * g[0, 0, 0] / eps, rtol=1e-5)
+    keep = np.ones(f.shape[:3], bool)
+    keep[0, 0, 0] = False
+    np.testing.assert_allclose(grads[0][keep], ref_grads[0][keep], rtol=1e-5, atol=1e-6)
+    for a, b in zip(grads[1:], ref_grads[1:]):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_winograd_and_its_prepared_kernels_keep_parity(monkeypatch, vectors):
+    """VGG's wide 3x3 layers over small maps run by Winograd's F(2x2, 3x3) on CPU (at 256x256: conv4 and
+    conv5); `prepared_params` makes their transformed kernels once. Here WINOGRAD_MIN_PIXELS is lowered so
+    that the 64x64 pairs take that form at conv4 (8x8) and conv5 (4x4): per-layer values still agree with
+    the lpips package to TOL, and the prepared kernels give the same values and input gradients as kernels
+    made in the call (1e-6)."""
+    from jax_inpaint.models import ops
+
+    monkeypatch.setattr(ops, "WINOGRAD_MIN_PIXELS", 4 * 4)
+    lp = load_lpips()  # its own prepared kernels
+    prepared = lp.prepared_params()
+    on_cpu = jax.default_backend() == "cpu"
+    expected = [f"Conv_{i}" for i in range(5, 13)] if on_cpu else []  # 256 x 256 channels and wider
+    assert sorted(prepared.get("prepared", {}).get("VGG16_0", {}), key=lambda n: int(n[5:])) == expected
+    assert lp.prepared_params() is prepared  # made once
+    x, y = _pair(vectors, "64")
+    x, y = x[:4], y[:4]
+    per_layer = jax.jit(lambda p, x, y: lp.per_layer(p, x, y))
+    got = np.asarray(per_layer(prepared, x, y))
+    np.testing.assert_allclose(got, vectors["per_layer_64"][:4], rtol=0, atol=TOL)
+    np.testing.assert_allclose(per_layer(lp.params, x, y), got, rtol=0, atol=1e-6)
+    grad = jax.jit(jax.grad(lambda p, x: jnp.sum(lp.distance(p, x, y)), argnums=1))
+    g0, g1 = grad(lp.params, x), grad(prepared, x)
+    np.testing.assert_allclose(g1, g0, rtol=0, atol=1e-6 * float(jnp.abs(g0).max()))

@@ -136,3 +136,56 @@ def test_prepared_kernels_give_the_same_values_and_gradients(form, up, x_shape, 
             np.testing.assert_allclose(jax.grad(t)(x, kernels), jax.grad(t)(x, None), rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="no prepared kernels"):
         ops.prepare_kernels(w, "phases")
+
+
+@pytest.mark.parametrize("lead, h, w", [((2,), 16, 16), ((1,), 8, 32), ((2, 3), 32, 8)])
+def test_winograd_equals_the_convolution(monkeypatch, lead, h, w):
+    """On CPU, 3x3 'same' convolutions over maps of WINOGRAD_MIN_PIXELS .. SHIFTED_MAX_PIXELS pixels (even
+    sides) with wide kernels run by Winograd's F(2x2, 3x3): the same values, input gradients and kernel
+    gradients as XLA's convolution within float32 rounding (1e-5 of the largest value), from kernels made in
+    the call or prepared once (`prepared_form` 'winograd'); the input gradient reads the forward's
+    transformed kernel (no kernel is flipped or transposed). Other sizes, paddings and narrow kernels keep
+    their form. (Channels are narrow here: WINOGRAD_MIN_CHANNELS is lowered.)"""
+    monkeypatch.setattr(ops, "WINOGRAD_MIN_CHANNELS", 6 * 5)
+    monkeypatch.setenv("JAX_INPAINT_WINOGRAD", "1")
+    rng = np.random.RandomState(h + w)
+    x = rng.randn(*lead, h, w, 6).astype(np.float32)
+    k = rng.randn(3, 3, 6, 5).astype(np.float32)
+
+    def conv(x, k):
+        y = lax.conv_general_dilated(x.reshape(-1, h, w, 6), k, (1, 1), [(1, 1)] * 2,
+                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        return y.reshape(*lead, *y.shape[1:])
+
+    g = rng.randn(*lead, h, w, 5).astype(np.float32)
+    ref, ref_vjp = jax.vjp(conv, x, k)
+    ref_dx, ref_dk = ref_vjp(g)
+
+    def close(a, b):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-5 * float(np.abs(b).max()))
+
+    on_cpu = jax.default_backend() == "cpu"
+    kernels = ops.winograd_kernels(k)
+    for run in (lambda x, k: ops.conv2d(x, k, padding=1),
+                lambda x, k: ops.conv2d(x, k, padding=1, kernels=kernels),
+                lambda x, k: ops.conv2d_resample(x, k, padding=1, kernels=ops.prepare_kernels(k, "winograd"))):
+        y, vjp = jax.vjp(run, x, k)
+        dx, dk = vjp(g)
+        close(y, ref), close(dx, ref_dx), close(dk, ref_dk)
+        hlo = jax.jit(lambda x: jax.vjp(lambda x: run(x, k), x)[1](g)[0]).lower(x).compile().as_text()
+        assert ("convolution(" not in hlo) == on_cpu  # (k's gradient, not asked for here, is dead code)
+    assert ops.prepared_form(k.shape, x.shape[-3:]) == ("winograd" if on_cpu else None)
+    dx_only = jax.jit(lambda x: jax.vjp(lambda x: ops.conv2d(x, k, padding=1, kernels=kernels), x)[1](g)[0]).lower(x)
+    assert "stablehlo.reverse" not in dx_only.as_text() and "stablehlo.transpose" not in dx_only.as_text()
+
+    def form(shape, padding=1, kernel=k):
+        jaxpr = str(jax.make_jaxpr(lambda x: ops.conv2d(x, kernel, padding=padding))(np.zeros(shape, np.float32)))
+        return "winograd" if "dot_general" in jaxpr and "concatenate" not in jaxpr else "other"
+
+    assert form(x.shape) == ("winograd" if on_cpu else "other")
+    assert form((1, h + 1, w, 6)) == "other"  # an odd side
+    assert form((1, 4, 4, 6)) == "other"  # fewer than WINOGRAD_MIN_PIXELS
+    assert form(x.shape, padding=0) == "other"
+    assert form(x.shape, kernel=k[:, :, :, :4]) == "other"  # 6 x 4 channels: narrower than asked for
+    monkeypatch.setenv("JAX_INPAINT_WINOGRAD", "0")
+    assert form(x.shape) == "other"

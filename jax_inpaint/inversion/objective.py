@@ -190,7 +190,7 @@ class Objective:
         m = self.models
         out = {"G": m.G.prepared_variables()}  # + the kernels the synthesis's gradient needs, made once
         if self.uses["lpips"]:
-            out["lpips"] = m.lpips.params
+            out["lpips"] = m.lpips.prepared_params()  # + VGG's Winograd kernels, made once (on CPU)
         if self.constraints.attributes:
             out["classifier"] = m.classifier.params
             out["attr_targets"] = jnp.asarray([v for _, v in self.constraints.attributes], jnp.float32)

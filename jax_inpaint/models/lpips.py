@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jax_inpaint.errors import InputError
-from jax_inpaint.models.ops import conv2d
+from jax_inpaint.models.ops import conv2d, winograd_kernel, winograd_kernels
 from jax_inpaint.models.resize import area_resize
 from jax_inpaint.models.variables import init_variables, input_shape, variable_shapes
 
@@ -59,15 +59,18 @@ class LPIPSConfig:
 # Modules.
 
 class Conv3x3(nn.Module):
-    """A 3x3 convolution with 'same' zero padding; its parameters are nn.Conv's ('kernel' [3,3,I,O], 'bias')."""
+    """A 3x3 convolution with 'same' zero padding; its parameters are nn.Conv's ('kernel' [3,3,I,O], 'bias').
+    Collection 'prepared' (`LPIPS.prepared_params`), when given: the kernel's Winograd transform."""
     features: int
 
     @nn.compact
     def __call__(self, x: Array) -> Array:
         kernel = self.param("kernel", nn.initializers.lecun_normal(), (3, 3, x.shape[-1], self.features))
         bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
+        kernels = self.get_variable("prepared", "kernel")
         x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias)   # as nn.Conv: bfloat16 images stay legal
-        return conv2d(x, kernel, padding=1, min_channels=0) + bias  # on CPU, small maps as shifted products
+        # on CPU, small maps by Winograd's form or as shifted products
+        return conv2d(x, kernel, padding=1, min_channels=0, kernels=kernels) + bias
 
 
 @jax.custom_vjp
@@ -132,25 +135,64 @@ class VGG16(nn.Module):
 
 
 class _ChannelWeights(nn.Module):
-    """nn.Conv(1, (1, 1), use_bias=False)'s parameter ('kernel' [1,1,C,1]) applied as a weighted channel sum:
-    the same value, but its gradient is one elementwise product that fuses with its neighbours, where the
-    1x1 convolution's gradient writes a [N, h, w, C] map by a convolution of a broadcast (the LPIPS step at
-    256x256 ~2 % faster on CPU)."""
+    """nn.Conv(1, (1, 1), use_bias=False)'s parameter ('kernel' [1,1,C,1]) applied as a weighted channel sum
+    of the squared differences of f's unit features and y's (`_unit_distance`): the same value as the 1x1
+    convolution of the squares, but a sum whose gradient is elementwise, where the convolution's gradient
+    writes a [N, h, w, C] map by a convolution of a broadcast (the LPIPS step at 256x256 ~2 % faster on CPU)."""
 
     @nn.compact
-    def __call__(self, x: Array) -> Array:
-        kernel = self.param("kernel", nn.initializers.lecun_normal(), (1, 1, x.shape[-1], 1))
-        return jnp.sum(x * kernel[0, 0, :, 0].astype(x.dtype), axis=-1)
+    def __call__(self, f: Array, y_units: Array, eps: float) -> Array:
+        kernel = self.param("kernel", nn.initializers.lecun_normal(), (1, 1, f.shape[-1], 1))
+        return _unit_distance(f, y_units.astype(f.dtype), kernel[0, 0, :, 0].astype(f.dtype), eps)
 
 
 class NetLinLayer(nn.Module):
     @nn.compact
-    def __call__(self, x: Array) -> Array:  # [..., C] -> [...]
-        return _ChannelWeights(name="Conv_0")(x)
+    def __call__(self, f: Array, y_units: Array, eps: float) -> Array:  # [..., C] -> [...]
+        return _ChannelWeights(name="Conv_0")(f, y_units, eps)
 
 
 def _unit(f: Array, eps: float) -> Array:
     return f / (jnp.sqrt(jnp.sum(jnp.square(f), axis=-1, keepdims=True)) + eps)
+
+
+# One layer's distance, sum_c lin_c (u_c - uy_c)^2 with u = f / (|f| + eps), with its gradient written out.
+# Autodiff of the composition sums g_u * f over the channels inside the normalisation's gradient: a reduction
+# over the minor axis of a product, which XLA:CPU (YNNPACK's reduction) runs several times slower than a
+# contraction. Here the forward keeps the one per-pixel sum that gradient needs (sum_c lin_c f_c d_c, as a
+# contraction), so the gradient with respect to f is one elementwise pass (the five layers' share of a
+# 256x256 LPIPS gradient: ~20 -> ~12 ms on CPU). The same values, to float rounding.
+
+def _unit_parts(f: Array, uy: Array, eps: float) -> tuple[Array, Array, Array]:
+    norm = jnp.sqrt(jnp.einsum("...c,...c->...", f, f))
+    r = 1.0 / (norm + eps)
+    return norm, r, f * r[..., None] - uy
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def _unit_distance(f: Array, uy: Array, lin: Array, eps: float) -> Array:
+    """sum_c lin_c (f_c / (|f| + eps) - uy_c)^2 over the last axis: f, uy [..., C], lin [C] -> [...]."""
+    d = _unit_parts(f, uy, eps)[2]
+    return jnp.einsum("...c,c->...", d * d, lin)
+
+
+def _unit_distance_fwd(f, uy, lin, eps):
+    norm, r, d = _unit_parts(f, uy, eps)
+    lin_fd = jnp.einsum("...c,...c->...", f * lin, d)  # sum_c lin_c f_c d_c: the normalisation's share
+    return jnp.einsum("...c,c->...", d * d, lin), (f, uy, lin, norm, r, lin_fd)
+
+
+def _unit_distance_bwd(eps, res, g):
+    f, uy, lin, norm, r, lin_fd = res
+    d = f * r[..., None] - uy
+    g_d = 2.0 * lin * d * g[..., None]  # the gradient with respect to u (minus that with respect to uy)
+    # d u_c / d f_k = r delta_ck - r^2 f_c f_k / |f|: the second term sums g_d f over c, which is 2 g lin_fd
+    radial = jnp.where(norm > 0, 2.0 * g * lin_fd * r * r / jnp.where(norm > 0, norm, 1.0), 0.0)
+    g_f = r[..., None] * g_d - f * radial[..., None]
+    return g_f, -g_d, jnp.einsum("...c,...->c", d * d, g)
+
+
+_unit_distance.defvjp(_unit_distance_fwd, _unit_distance_bwd)
 
 
 class LPIPSModule(nn.Module):
@@ -171,13 +213,13 @@ class LPIPSModule(nn.Module):
         if y is not None:
             n = x.shape[0]
             feats = vgg((jnp.concatenate([x, y]) - shift) / scale)  # one pass for both
-            ux, uy = [_unit(f[:n], eps) for f in feats], [_unit(f[n:], eps) for f in feats]
+            fx, uy = [f[:n] for f in feats], [_unit(f[n:], eps) for f in feats]
         else:
-            ux = [_unit(f, eps) for f in vgg((x - shift) / scale)]
+            fx = vgg((x - shift) / scale)
             if units_only:
-                return ux
+                return [_unit(f, eps) for f in fx]
             uy = y_units
-        return [lin(jnp.square(a - b)) for lin, a, b in zip(lins, ux, uy)]
+        return [lin(f, u, eps) for lin, f, u in zip(lins, fx, uy)]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -260,11 +302,32 @@ class LPIPS:
         self.config = config
         self.module = LPIPSModule(config)
         self.params = jax.tree.map(jnp.asarray, params)
+        self._prepared: dict | None = None
+
+    def prepared_params(self) -> dict:
+        """`params` plus, on CPU, the Winograd transforms of the VGG kernels that can take that form
+        (`ops.winograd_kernel`), made once and kept under the key 'prepared' (every method taking `params`
+        accepts either). For programs that run LPIPS many times with the same weights (the search):
+        made per call they cost ~1 ms per 3x3x512x512 kernel."""
+        if self._prepared is None:
+            vgg, prepared = self.params["VGG16_0"], {}
+            with jax.ensure_compile_time_eval():  # concrete arrays, even when first asked for inside a trace
+                for name, layer in vgg.items():
+                    if winograd_kernel(layer["kernel"].shape):
+                        prepared[name] = {"kernel": winograd_kernels(layer["kernel"])}
+            self._prepared = {**self.params, "prepared": {"VGG16_0": prepared}} if prepared else self.params
+        return self._prepared
+
+    def _apply(self, params, *args, **kwargs):
+        variables = {"params": {k: v for k, v in params.items() if k != "prepared"}}
+        if "prepared" in params:
+            variables["prepared"] = params["prepared"]
+        return self.module.apply(variables, *args, **kwargs)
 
     def layer_maps(self, params, x: Array, y: Array) -> list[Array]:
         """The five lin-weighted squared difference maps [N, h_l, w_l] (before spatial averaging)."""
         x, y = _pair_batch(x, y)
-        return self.module.apply({"params": params}, _check_size(x), y)
+        return self._apply(params, _check_size(x), y)
 
     def per_layer(self, params, x: Array, y: Array, *, resize_to: int | None = None) -> Array:
         """[N, 5]: the contribution of relu1_2, relu2_2, relu3_3, relu4_3, relu5_3 (they sum to `distance`)."""
@@ -305,7 +368,7 @@ class LPIPS:
             y = y * k
         elif mode not in ("plain", "feature"):
             raise ValueError(f"unknown LPIPS mode {mode!r}")
-        out = {"units": self.module.apply({"params": params}, _check_size(_resized(y, resize_to)), units_only=True)}
+        out = {"units": self._apply(params, _check_size(_resized(y, resize_to)), units_only=True)}
         if mode != "plain":
             out["known"] = k
         if mode == "feature":  # each layer's weight: the cells whose pixels are all known
@@ -319,7 +382,7 @@ class LPIPS:
         if "known" in prepared and "weights" not in prepared:
             x = x * prepared["known"]
         units = [jnp.broadcast_to(u, (x.shape[0],) + u.shape[1:]) for u in prepared["units"]]
-        maps = self.module.apply({"params": params}, _check_size(_resized(x, resize_to)), y_units=units)
+        maps = self._apply(params, _check_size(_resized(x, resize_to)), y_units=units)
         if "weights" in prepared:
             return sum(_cell_mean(prepared["weights"], maps))
         return sum(jnp.mean(m, axis=(1, 2)) for m in maps)
@@ -329,7 +392,7 @@ class LPIPS:
         rounding), from ONE pass of the network per image: per layer, sum_c lin_c (u_ic - u_jc)^2 expands
         into each image's own term and a product of the two, so no [N, N, h, w, c] difference is formed."""
         x = jnp.asarray(x, jnp.float32)
-        units = self.module.apply({"params": params}, _check_size(_resized(x, resize_to)), units_only=True)
+        units = self._apply(params, _check_size(_resized(x, resize_to)), units_only=True)
         n, total = x.shape[0], 0.0
         for i, u in enumerate(units):
             lin = params[f"NetLinLayer_{i}"]["Conv_0"]["kernel"].reshape(-1).astype(u.dtype)  # [c]
