@@ -319,8 +319,8 @@ def conv2d_resample(x: Array, w: Array, f: np.ndarray | None = None, up: int = 1
     if kernels is not None and prepared_form(w.shape, x.shape[-3:], up, down) is None:
         kernels = None
     if up == 1 and down == 1:
-        if kernels is not None and "U" in kernels:
-            return _conv_winograd(x, w, kernels)
+        if kernels is not None and "U" in kernels:  # Winograd's (conv2d checks the padding)
+            return conv2d(x, w, padding=padding, kernels=kernels)
         if kernels is not None:
             return _conv_prepared(x, w, kernels, padding)
         return conv2d(x, w, padding=padding)
