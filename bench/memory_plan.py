@@ -10,8 +10,9 @@ classifier) and each `remat` ('off': every activation of the generator kept for 
 arguments on this machine's default backend, and XLA's memory analysis of the compiled program is
 printed: arguments (weights, state, targets), outputs, temporaries, and the peak the search plans
 with (arguments + outputs - donated + temporaries, `search.compiled_bytes`). Random weights of the
-full-size configs (only shapes matter). On CPU this is XLA:CPU's buffer assignment: a plan for a GPU,
-whose own compiler may fuse differently (run it there to confirm).
+full-size configs (only shapes matter). On CPU this is XLA:CPU's buffer assignment of the program a GPU
+runs (the CPU-only forms of the small maps left out): a plan for a GPU, whose own compiler may fuse
+differently (run it there to confirm).
 """
 from __future__ import annotations
 
@@ -48,6 +49,9 @@ def main():
     ap.add_argument("--remat", default="off,blocks")
     ap.add_argument("--gpu-gb", type=float, default=80.0, help="the GPU to plan for (GB, 2^30 bytes)")
     args = ap.parse_args()
+    # Plan the program a GPU runs: XLA:CPU compiles it here, so leave out the CPU-only forms of the small
+    # maps (shifted products, Winograd's; read when traced). JAX_INPAINT_SHIFTED=1 keeps them.
+    os.environ.setdefault("JAX_INPAINT_SHIFTED", "0")
     G = init_generator(GeneratorConfig.from_nvidia_kwargs(CONFIGS[args.config]), key=jax.random.key(0))
     lp = load_lpips()
     clip_cfg, vit_cfg = clip_lib.vit_b16_config(), vit_lib.vit_b16_config()
