@@ -178,14 +178,20 @@ def test_winograd_equals_the_convolution(monkeypatch, lead, h, w):
     dx_only = jax.jit(lambda x: jax.vjp(lambda x: ops.conv2d(x, k, padding=1, kernels=kernels), x)[1](g)[0]).lower(x)
     assert "stablehlo.reverse" not in dx_only.as_text() and "stablehlo.transpose" not in dx_only.as_text()
 
-    def form(shape, padding=1, kernel=k):
-        jaxpr = str(jax.make_jaxpr(lambda x: ops.conv2d(x, kernel, padding=padding))(np.zeros(shape, np.float32)))
-        return "winograd" if "dot_general" in jaxpr and "concatenate" not in jaxpr else "other"
+    # kernels passed in are the ones used (a scaled copy scales the output)
+    scaled = ops.conv2d(x, k, padding=1, kernels={"U": 2 * kernels["U"]})
+    if on_cpu:
+        close(scaled, 2 * ref)
+
+    def form(shape, padding=1, kernel=k, dtype=np.float32):
+        jaxpr = str(jax.make_jaxpr(lambda x: ops.conv2d(x, kernel, padding=padding))(np.zeros(shape, dtype)))
+        return "winograd" if "custom_vjp_call" in jaxpr else "other"
 
     assert form(x.shape) == ("winograd" if on_cpu else "other")
     assert form((1, h + 1, w, 6)) == "other"  # an odd side
     assert form((1, 4, 4, 6)) == "other"  # fewer than WINOGRAD_MIN_PIXELS
     assert form(x.shape, padding=0) == "other"
     assert form(x.shape, kernel=k[:, :, :, :4]) == "other"  # 6 x 4 channels: narrower than asked for
+    assert form(x.shape, dtype=jax.numpy.bfloat16) == "other"  # float32 only
     monkeypatch.setenv("JAX_INPAINT_WINOGRAD", "0")
     assert form(x.shape) == "other"

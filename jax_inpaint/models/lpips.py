@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jax_inpaint.errors import InputError
-from jax_inpaint.models.ops import conv2d, winograd_kernel, winograd_kernels
+from jax_inpaint.models.ops import conv2d, winograd_eligible, winograd_kernels
 from jax_inpaint.models.resize import area_resize
 from jax_inpaint.models.variables import init_variables, input_shape, variable_shapes
 
@@ -143,7 +143,8 @@ class _ChannelWeights(nn.Module):
     @nn.compact
     def __call__(self, f: Array, y_units: Array, eps: float) -> Array:
         kernel = self.param("kernel", nn.initializers.lecun_normal(), (1, 1, f.shape[-1], 1))
-        return _unit_distance(f, y_units.astype(f.dtype), kernel[0, 0, :, 0].astype(f.dtype), eps)
+        uy = jnp.broadcast_to(y_units.astype(f.dtype), f.shape)  # its gradient has f's shape
+        return _unit_distance(f, uy, kernel[0, 0, :, 0].astype(f.dtype), eps)
 
 
 class NetLinLayer(nn.Module):
@@ -163,8 +164,11 @@ def _unit(f: Array, eps: float) -> Array:
 # contraction), so the gradient with respect to f is one elementwise pass (the five layers' share of a
 # 256x256 LPIPS gradient: ~20 -> ~12 ms on CPU). The same values, to float rounding.
 
+_EXACT = jax.lax.Precision.HIGHEST  # float32 sums on every backend (a GPU may run a default-precision dot in TF32)
+
+
 def _unit_parts(f: Array, uy: Array, eps: float) -> tuple[Array, Array, Array]:
-    norm = jnp.sqrt(jnp.einsum("...c,...c->...", f, f))
+    norm = jnp.sqrt(jnp.einsum("...c,...c->...", f, f, precision=_EXACT))
     r = 1.0 / (norm + eps)
     return norm, r, f * r[..., None] - uy
 
@@ -173,13 +177,13 @@ def _unit_parts(f: Array, uy: Array, eps: float) -> tuple[Array, Array, Array]:
 def _unit_distance(f: Array, uy: Array, lin: Array, eps: float) -> Array:
     """sum_c lin_c (f_c / (|f| + eps) - uy_c)^2 over the last axis: f, uy [..., C], lin [C] -> [...]."""
     d = _unit_parts(f, uy, eps)[2]
-    return jnp.einsum("...c,c->...", d * d, lin)
+    return jnp.einsum("...c,c->...", d * d, lin, precision=_EXACT)
 
 
 def _unit_distance_fwd(f, uy, lin, eps):
     norm, r, d = _unit_parts(f, uy, eps)
-    lin_fd = jnp.einsum("...c,...c->...", f * lin, d)  # sum_c lin_c f_c d_c: the normalisation's share
-    return jnp.einsum("...c,c->...", d * d, lin), (f, uy, lin, norm, r, lin_fd)
+    lin_fd = jnp.einsum("...c,...c->...", f * lin, d, precision=_EXACT)  # sum_c lin_c f_c d_c: the normalisation's share
+    return jnp.einsum("...c,c->...", d * d, lin, precision=_EXACT), (f, uy, lin, norm, r, lin_fd)
 
 
 def _unit_distance_bwd(eps, res, g):
@@ -189,7 +193,7 @@ def _unit_distance_bwd(eps, res, g):
     # d u_c / d f_k = r delta_ck - r^2 f_c f_k / |f|: the second term sums g_d f over c, which is 2 g lin_fd
     radial = jnp.where(norm > 0, 2.0 * g * lin_fd * r * r / jnp.where(norm > 0, norm, 1.0), 0.0)
     g_f = r[..., None] * g_d - f * radial[..., None]
-    return g_f, -g_d, jnp.einsum("...c,...->c", d * d, g)
+    return g_f, -g_d, jnp.einsum("...c,...->c", d * d, g, precision=_EXACT)
 
 
 _unit_distance.defvjp(_unit_distance_fwd, _unit_distance_bwd)
@@ -306,14 +310,15 @@ class LPIPS:
 
     def prepared_params(self) -> dict:
         """`params` plus, on CPU, the Winograd transforms of the VGG kernels that can take that form
-        (`ops.winograd_kernel`), made once and kept under the key 'prepared' (every method taking `params`
+        (`ops.winograd_eligible`), made once and kept under the key 'prepared' (every method taking `params`
         accepts either). For programs that run LPIPS many times with the same weights (the search):
-        made per call they cost ~1 ms per 3x3x512x512 kernel."""
+        made per call they cost ~1 ms per 3x3x512x512 kernel. Kept: ~96 MB (conv3_2 .. conv5_3, chosen by
+        their channels; which of them a call uses depends on its image size)."""
         if self._prepared is None:
             vgg, prepared = self.params["VGG16_0"], {}
             with jax.ensure_compile_time_eval():  # concrete arrays, even when first asked for inside a trace
                 for name, layer in vgg.items():
-                    if winograd_kernel(layer["kernel"].shape):
+                    if winograd_eligible(layer["kernel"].shape):
                         prepared[name] = {"kernel": winograd_kernels(layer["kernel"])}
             self._prepared = {**self.params, "prepared": {"VGG16_0": prepared}} if prepared else self.params
         return self._prepared

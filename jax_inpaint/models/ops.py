@@ -135,7 +135,7 @@ def conv2d(x: Array, w: Array, stride: int = 1, padding: int = 0, *,
     w = w.astype(x.dtype)
     kh, kw = w.shape[:2]
     h, wd = x.shape[-3], x.shape[-2]
-    if stride == 1 and _as_winograd(w.shape, x.shape[-3:], padding):
+    if stride == 1 and x.dtype == jnp.float32 and _as_winograd(w.shape, x.shape[-3:], padding):
         return _conv_winograd(x, w, winograd_kernels(w) if kernels is None else kernels)
     if stride == 1 and _as_products(w.shape, h, wd, min_channels):
         xp = jnp.pad(x, [(0, 0)] * (x.ndim - 3) + [(padding, padding), (padding, padding), (0, 0)])
@@ -168,16 +168,18 @@ def _convolution(x: Array, w: Array, stride: int, padding: int) -> Array:
 # input gradient: ~30 -> ~17 ms; on 64x64 maps the transforms' passes cost more than the products save, so
 # only maps of WINOGRAD_MIN_PIXELS .. SHIFTED_MAX_PIXELS pixels and kernels of at least
 # WINOGRAD_MIN_CHANNELS input x output channels (VGG's conv4 and conv5 at 256x256, the generator's 16x16 and
-# 32x32 512-channel layers) take it. The input gradient is the same form with the kernel flipped and its
-# channels swapped, which reads the same transformed kernel (`winograd_kernels`; made once per run by a
-# generator's `prepared_variables`, per call elsewhere: ~1 ms for 3x3x512x512).
+# 32x32 512-channel layers) take it, in float32 (bfloat16's additions in the transforms would round ~2x more
+# than its convolution). The input gradient is the same form with the kernel flipped and its channels
+# swapped, which reads the same transformed kernel (`winograd_kernels`; made once per run by a generator's
+# `prepared_variables` and `LPIPS.prepared_params`, else per call: ~1 ms for 3x3x512x512). Its gradient is
+# a custom_vjp: reverse mode only (jvp / jacfwd through these layers need JAX_INPAINT_WINOGRAD=0).
 # JAX_INPAINT_WINOGRAD=0 turns it off (A/B measurements).
 WINOGRAD_MIN_PIXELS = 16 * 16
 WINOGRAD_MIN_CHANNELS = 256 * 256
 
 
-def winograd_kernel(w_shape: Sequence[int]) -> bool:
-    """Whether a kernel of w_shape can take Winograd's form here (on CPU, on maps of the right size)."""
+def winograd_eligible(w_shape: Sequence[int]) -> bool:
+    """Whether a kernel of w_shape takes Winograd's form here (on CPU) on the maps that do (`_as_winograd`)."""
     kh, kw, i, o = w_shape
     return ((kh, kw) == (3, 3) and i * o >= WINOGRAD_MIN_CHANNELS and shifted_products_here()
             and os.environ.get("JAX_INPAINT_WINOGRAD", "1") != "0")
@@ -187,7 +189,7 @@ def _as_winograd(w_shape: Sequence[int], x_hwc: Sequence[int], padding: int) -> 
     """Whether conv2d (stride 1) runs a kernel of w_shape over inputs [..., *x_hwc] by Winograd's F(2x2, 3x3)."""
     h, wd = x_hwc[0], x_hwc[1]
     return (padding == 1 and h % 2 == 0 and wd % 2 == 0 and WINOGRAD_MIN_PIXELS <= h * wd <= SHIFTED_MAX_PIXELS
-            and winograd_kernel(w_shape))
+            and winograd_eligible(w_shape))
 
 
 def _kernel_transform(w: Array) -> Array:
