@@ -153,8 +153,16 @@ class NetLinLayer(nn.Module):
         return _ChannelWeights(name="Conv_0")(f, y_units, eps)
 
 
+_EXACT = jax.lax.Precision.HIGHEST  # float32 sums on every backend (a GPU may run a default-precision dot in TF32)
+
+
 def _unit(f: Array, eps: float) -> Array:
-    return f / (jnp.sqrt(jnp.sum(jnp.square(f), axis=-1, keepdims=True)) + eps)
+    return f / (_channel_norm(f)[..., None] + eps)
+
+
+def _channel_norm(f: Array) -> Array:
+    """|f| over the last axis, as a float32 contraction on every backend."""
+    return jnp.sqrt(jnp.einsum("...c,...c->...", f, f, precision=_EXACT))
 
 
 # One layer's distance, sum_c lin_c (u_c - uy_c)^2 with u = f / (|f| + eps), with its gradient written out.
@@ -164,25 +172,17 @@ def _unit(f: Array, eps: float) -> Array:
 # contraction), so the gradient with respect to f is one elementwise pass (the five layers' share of a
 # 256x256 LPIPS gradient: ~20 -> ~12 ms on CPU). The same values, to float rounding.
 
-_EXACT = jax.lax.Precision.HIGHEST  # float32 sums on every backend (a GPU may run a default-precision dot in TF32)
-
-
-def _unit_parts(f: Array, uy: Array, eps: float) -> tuple[Array, Array, Array]:
-    norm = jnp.sqrt(jnp.einsum("...c,...c->...", f, f, precision=_EXACT))
-    r = 1.0 / (norm + eps)
-    return norm, r, f * r[..., None] - uy
-
-
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
 def _unit_distance(f: Array, uy: Array, lin: Array, eps: float) -> Array:
     """sum_c lin_c (f_c / (|f| + eps) - uy_c)^2 over the last axis: f, uy [..., C], lin [C] -> [...]."""
-    d = _unit_parts(f, uy, eps)[2]
-    return jnp.einsum("...c,c->...", d * d, lin, precision=_EXACT)
+    return _unit_distance_fwd(f, uy, lin, eps)[0]  # (the residuals are dead code here)
 
 
 def _unit_distance_fwd(f, uy, lin, eps):
-    norm, r, d = _unit_parts(f, uy, eps)
-    lin_fd = jnp.einsum("...c,...c->...", f * lin, d, precision=_EXACT)  # sum_c lin_c f_c d_c: the normalisation's share
+    norm = _channel_norm(f)
+    r = 1.0 / (norm + eps)
+    d = f * r[..., None] - uy
+    lin_fd = jnp.einsum("...c,...c->...", f * lin, d, precision=_EXACT)  # sum_c lin_c f_c d_c, for the gradient
     return jnp.einsum("...c,c->...", d * d, lin, precision=_EXACT), (f, uy, lin, norm, r, lin_fd)
 
 

@@ -252,8 +252,14 @@ def _conv_winograd_fwd(x, w, kernels):
 def _conv_winograd_bwd(res, g):
     x, w, kernels = res
     dx = _winograd(g, kernels["U"], grad=True)
-    dw = jax.vjp(lambda w_: _convolution(x, w_, 1, 1), w)[1](g)[0]  # dead code unless w is differentiated
-    return dx, dw, jax.tree.map(jnp.zeros_like, kernels)
+    return (dx,) + _kernel_cotangents(lambda w_: _convolution(x, w_, 1, 1), w, g, kernels)
+
+
+def _kernel_cotangents(forward, w, g, kernels: dict) -> tuple:
+    """The cotangents of w and of its prepared kernels for the custom_vjp convolutions: w's by autodiff of
+    `forward` (w -> the output; dead code unless w is differentiated), zeros for the kernels (made from w, so
+    w's cotangent already carries theirs)."""
+    return jax.vjp(forward, w)[1](g)[0], jax.tree.map(jnp.zeros_like, kernels)
 
 
 _conv_winograd.defvjp(_conv_winograd_fwd, _conv_winograd_bwd)
@@ -318,14 +324,11 @@ def conv2d_resample(x: Array, w: Array, f: np.ndarray | None = None, up: int = 1
     prepared by `prepare_kernels` for the form `prepared_form` names (ignored by any other form).
     """
     k = w.shape[0]
-    if kernels is not None and prepared_form(w.shape, x.shape[-3:], up, down) is None:
-        kernels = None
+    form = None if kernels is None else prepared_form(w.shape, x.shape[-3:], up, down)
     if up == 1 and down == 1:
-        if kernels is not None and "U" in kernels:  # Winograd's (conv2d checks the padding)
-            return conv2d(x, w, padding=padding, kernels=kernels)
-        if kernels is not None:
+        if form == "conv":
             return _conv_prepared(x, w, kernels, padding)
-        return conv2d(x, w, padding=padding)
+        return conv2d(x, w, padding=padding, kernels=kernels if form == "winograd" else None)  # (it checks the padding)
     fw = len(f)
     if up > 1 and down > 1:
         raise ValueError("up- and down-sampling at once is not used by StyleGAN2")
@@ -342,7 +345,7 @@ def conv2d_resample(x: Array, w: Array, f: np.ndarray | None = None, up: int = 1
     p0 -= k - 1
     p1 -= k - up
     pt = max(min(-p0, -p1), 0)
-    x = conv_transpose2d(x, w, stride=up, padding=pt, kernels=kernels)
+    x = conv_transpose2d(x, w, stride=up, padding=pt, kernels=kernels if form == "dilated" else None)
     return upfirdn2d(x, f, padding=(p0 + pt, p1 + pt), gain=up * up)
 
 
@@ -382,7 +385,8 @@ def prepare_kernels(w: Array, form: str) -> dict:
 
 def _dilated(x: Array, flipped: Array, stride: int, padding: int) -> Array:
     kh, kw = flipped.shape[:2]
-    return lax.conv_general_dilated(x, flipped.astype(x.dtype), (1, 1), [(kh - 1 - padding,) * 2, (kw - 1 - padding,) * 2],
+    return lax.conv_general_dilated(x, flipped.astype(x.dtype), (1, 1),
+                                    [(kh - 1 - padding,) * 2, (kw - 1 - padding,) * 2],
                                     lhs_dilation=(stride, stride), dimension_numbers=_DN)
 
 
@@ -400,8 +404,7 @@ def _conv_prepared_bwd(padding, res, g):
     kh, kw = w.shape[:2]
     dx = lax.conv_general_dilated(g, kernels["grad"].astype(g.dtype), (1, 1),
                                   [(kh - 1 - padding,) * 2, (kw - 1 - padding,) * 2], dimension_numbers=_DN)
-    dw = jax.vjp(lambda w_: _convolution(x, w_, 1, padding), w)[1](g)[0]  # dead code unless w is differentiated
-    return dx, dw, jax.tree.map(jnp.zeros_like, kernels)
+    return (dx,) + _kernel_cotangents(lambda w_: _convolution(x, w_, 1, padding), w, g, kernels)
 
 
 _conv_prepared.defvjp(_conv_prepared_fwd, _conv_prepared_bwd)
@@ -422,8 +425,7 @@ def _dilated_prepared_bwd(stride, padding, res, g):
     x, w, kernels = res
     dx = lax.conv_general_dilated(g, kernels["grad"].astype(g.dtype), (stride, stride), [(padding, padding)] * 2,
                                   dimension_numbers=_DN)
-    dw = jax.vjp(lambda w_: _dilated(x, w_[::-1, ::-1], stride, padding), w)[1](g)[0]  # dead unless w is differentiated
-    return dx, dw, jax.tree.map(jnp.zeros_like, kernels)
+    return (dx,) + _kernel_cotangents(lambda w_: _dilated(x, w_[::-1, ::-1], stride, padding), w, g, kernels)
 
 
 _dilated_prepared.defvjp(_dilated_prepared_fwd, _dilated_prepared_bwd)
